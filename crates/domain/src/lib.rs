@@ -1,0 +1,35 @@
+//! The vector-store gateway port.
+//!
+//! Services read and write embeddings through [`VectorStoreGateway`]; adapters
+//! (pgvector, Milvus) implement it. This crate holds the validated value types the port
+//! speaks in and the one error enum every adapter maps its failures to. It has no I/O
+//! dependency on purpose: a service that depends on it pulls in no database driver.
+//!
+//! # Score convention
+//! Every store returns scores with the same meaning: **higher is more similar**.
+//! - [`Metric::Ip`]: the inner product `a·b`.
+//! - [`Metric::Cosine`]: the cosine similarity `a·b / (|a| |b|)`.
+//! - [`Metric::L2`]: the negative Euclidean distance `-|a - b|`.
+//!
+//! [`Metric::score`] computes that score exactly; adapters convert their native distances
+//! to it and tests hold them to it.
+
+mod error;
+mod health;
+mod port;
+mod request;
+mod values;
+
+pub use error::{GatewayError, StoreKind};
+pub use health::{CollectionStatus, HealthStatus, StoreHealth};
+pub use port::VectorStoreGateway;
+#[cfg(feature = "mock")]
+pub use port::MockVectorStoreGateway;
+pub use request::{
+    validate_records, DeleteRequest, ProjectFilter, SearchHit, SearchRequest, SearchScope,
+    VectorRecord,
+};
+pub use values::{ChunkId, Dimension, Embedding, Metric, ProjectId, TenantId, TopK};
+
+/// Result type of every port operation.
+pub type GatewayResult<T> = Result<T, GatewayError>;

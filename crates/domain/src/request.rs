@@ -1,0 +1,250 @@
+use std::collections::{BTreeSet, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ChunkId, Dimension, Embedding, GatewayError, ProjectId, TenantId, TopK};
+
+/// One embedding to store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorRecord {
+    pub chunk_id: ChunkId,
+    pub tenant_id: TenantId,
+    pub project_id: ProjectId,
+    pub embedding: Embedding,
+}
+
+impl VectorRecord {
+    pub fn new(
+        chunk_id: ChunkId,
+        tenant_id: TenantId,
+        project_id: ProjectId,
+        embedding: Embedding,
+    ) -> Self {
+        Self {
+            chunk_id,
+            tenant_id,
+            project_id,
+            embedding,
+        }
+    }
+}
+
+/// Checks a whole upsert batch before anything is written: every embedding has the
+/// store's dimension and no chunk id appears twice. An empty batch is valid (a no-op).
+pub fn validate_records(records: &[VectorRecord], dimension: Dimension) -> Result<(), GatewayError> {
+    let mut seen = HashSet::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        dimension.check(&record.embedding).map_err(|err| match err {
+            GatewayError::DimensionMismatch { expected, got } => {
+                GatewayError::DimensionMismatch { expected, got }
+            }
+            other => other,
+        })?;
+        if !seen.insert(record.chunk_id) {
+            return Err(GatewayError::invalid(format!(
+                "duplicate chunk_id {} in one upsert batch (record {index}); \
+                 each chunk may appear once per call",
+                record.chunk_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Which projects of a tenant a search or delete covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProjectFilter {
+    /// Every project of the tenant.
+    All,
+    /// Only these projects; never empty.
+    Only(BTreeSet<ProjectId>),
+}
+
+/// A tenant plus the projects a search covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchScope {
+    tenant_id: TenantId,
+    projects: ProjectFilter,
+}
+
+impl SearchScope {
+    /// Every project of the tenant.
+    pub fn tenant(tenant_id: TenantId) -> Self {
+        Self {
+            tenant_id,
+            projects: ProjectFilter::All,
+        }
+    }
+
+    /// Only the given projects; an empty set is rejected (it would match nothing, which is
+    /// almost always a caller bug rather than an intent).
+    pub fn projects(
+        tenant_id: TenantId,
+        projects: impl IntoIterator<Item = ProjectId>,
+    ) -> Result<Self, GatewayError> {
+        let set: BTreeSet<ProjectId> = projects.into_iter().collect();
+        if set.is_empty() {
+            return Err(GatewayError::invalid(format!(
+                "project set for tenant {tenant_id} is empty; pass at least one project_id \
+                 or search the whole tenant"
+            )));
+        }
+        Ok(Self {
+            tenant_id,
+            projects: ProjectFilter::Only(set),
+        })
+    }
+
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    pub fn project_filter(&self) -> &ProjectFilter {
+        &self.projects
+    }
+
+    /// The project ids when restricted, `None` for the whole tenant.
+    pub fn project_ids(&self) -> Option<&BTreeSet<ProjectId>> {
+        match &self.projects {
+            ProjectFilter::All => None,
+            ProjectFilter::Only(set) => Some(set),
+        }
+    }
+
+    /// Whether a row of (tenant, project) is inside this scope.
+    pub fn contains(&self, tenant_id: TenantId, project_id: ProjectId) -> bool {
+        tenant_id == self.tenant_id
+            && match &self.projects {
+                ProjectFilter::All => true,
+                ProjectFilter::Only(set) => set.contains(&project_id),
+            }
+    }
+}
+
+/// A k-nearest-neighbour search within a scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub scope: SearchScope,
+    pub embedding: Embedding,
+    pub top_k: TopK,
+    /// Hits scoring below this (in the port's convention) are dropped.
+    pub min_score: Option<f32>,
+}
+
+impl SearchRequest {
+    pub fn new(scope: SearchScope, embedding: Embedding, top_k: TopK) -> Self {
+        Self {
+            scope,
+            embedding,
+            top_k,
+            min_score: None,
+        }
+    }
+
+    pub fn with_min_score(mut self, min_score: f32) -> Self {
+        self.min_score = Some(min_score);
+        self
+    }
+
+    /// Checks the request against a store's dimension (and that `min_score` is a number).
+    pub fn validate(&self, dimension: Dimension) -> Result<(), GatewayError> {
+        dimension.check(&self.embedding)?;
+        if let Some(min) = self.min_score {
+            if !min.is_finite() {
+                return Err(GatewayError::invalid(format!(
+                    "min_score must be finite, got {min}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One search result. Results are ordered best first (highest score).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub chunk_id: ChunkId,
+    pub project_id: ProjectId,
+    /// Similarity in the port's convention: higher is more similar.
+    pub score: f32,
+}
+
+/// What to delete. Every variant is bounded by a tenant: an id that belongs to another
+/// tenant is never removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteRequest {
+    /// These chunks of the tenant (and, when `projects` is restricted, of those projects).
+    Chunks {
+        tenant_id: TenantId,
+        projects: ProjectFilter,
+        chunk_ids: Vec<ChunkId>,
+    },
+    /// Every chunk of one project.
+    Project {
+        tenant_id: TenantId,
+        project_id: ProjectId,
+    },
+    /// Every chunk of the tenant.
+    Tenant { tenant_id: TenantId },
+}
+
+impl DeleteRequest {
+    /// Chunks by id within a tenant, any project.
+    pub fn chunks(tenant_id: TenantId, chunk_ids: impl IntoIterator<Item = ChunkId>) -> Self {
+        DeleteRequest::Chunks {
+            tenant_id,
+            projects: ProjectFilter::All,
+            chunk_ids: chunk_ids.into_iter().collect(),
+        }
+    }
+
+    /// Chunks by id within a tenant, restricted to the given (non-empty) projects.
+    pub fn chunks_in_projects(
+        tenant_id: TenantId,
+        projects: impl IntoIterator<Item = ProjectId>,
+        chunk_ids: impl IntoIterator<Item = ChunkId>,
+    ) -> Result<Self, GatewayError> {
+        let scope = SearchScope::projects(tenant_id, projects)?;
+        Ok(DeleteRequest::Chunks {
+            tenant_id,
+            projects: scope.projects,
+            chunk_ids: chunk_ids.into_iter().collect(),
+        })
+    }
+
+    pub fn project(tenant_id: TenantId, project_id: ProjectId) -> Self {
+        DeleteRequest::Project {
+            tenant_id,
+            project_id,
+        }
+    }
+
+    pub fn tenant(tenant_id: TenantId) -> Self {
+        DeleteRequest::Tenant { tenant_id }
+    }
+
+    pub fn tenant_id(&self) -> TenantId {
+        match self {
+            DeleteRequest::Chunks { tenant_id, .. }
+            | DeleteRequest::Project { tenant_id, .. }
+            | DeleteRequest::Tenant { tenant_id } => *tenant_id,
+        }
+    }
+
+    /// Rejects a restricted-but-empty project set (it can only be built by hand).
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        if let DeleteRequest::Chunks {
+            projects: ProjectFilter::Only(set),
+            tenant_id,
+            ..
+        } = self
+        {
+            if set.is_empty() {
+                return Err(GatewayError::invalid(format!(
+                    "project set for tenant {tenant_id} is empty"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
