@@ -22,12 +22,12 @@ mod values;
 
 pub use error::{GatewayError, StoreKind};
 pub use health::{CollectionStatus, HealthStatus, StoreHealth};
-pub use port::VectorStoreGateway;
 #[cfg(feature = "mock")]
 pub use port::MockVectorStoreGateway;
+pub use port::VectorStoreGateway;
 pub use request::{
-    validate_records, DeleteRequest, ProjectFilter, SearchHit, SearchRequest, SearchScope,
-    VectorRecord,
+    validate_records, DeleteRequest, ProjectFilter, ScanFilter, SearchHit, SearchRequest,
+    SearchScope, VectorRecord,
 };
 pub use values::{ChunkId, Dimension, Embedding, Metric, ProjectId, TenantId, TopK};
 

@@ -31,15 +31,20 @@ impl VectorRecord {
 
 /// Checks a whole upsert batch before anything is written: every embedding has the
 /// store's dimension and no chunk id appears twice. An empty batch is valid (a no-op).
-pub fn validate_records(records: &[VectorRecord], dimension: Dimension) -> Result<(), GatewayError> {
+pub fn validate_records(
+    records: &[VectorRecord],
+    dimension: Dimension,
+) -> Result<(), GatewayError> {
     let mut seen = HashSet::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
-        dimension.check(&record.embedding).map_err(|err| match err {
-            GatewayError::DimensionMismatch { expected, got } => {
-                GatewayError::DimensionMismatch { expected, got }
-            }
-            other => other,
-        })?;
+        dimension
+            .check(&record.embedding)
+            .map_err(|err| match err {
+                GatewayError::DimensionMismatch { expected, got } => {
+                    GatewayError::DimensionMismatch { expected, got }
+                }
+                other => other,
+            })?;
         if !seen.insert(record.chunk_id) {
             return Err(GatewayError::invalid(format!(
                 "duplicate chunk_id {} in one upsert batch (record {index}); \
@@ -246,5 +251,48 @@ impl DeleteRequest {
             }
         }
         Ok(())
+    }
+}
+
+/// Which rows a scan (backfill, reconcile, paging) covers: optionally one tenant,
+/// optionally one project of it. Not part of the port itself; adapters offer scans on
+/// their concrete types for the operator tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ScanFilter {
+    pub tenant_id: Option<TenantId>,
+    pub project_id: Option<ProjectId>,
+}
+
+impl ScanFilter {
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    pub fn tenant(tenant_id: TenantId) -> Self {
+        Self {
+            tenant_id: Some(tenant_id),
+            project_id: None,
+        }
+    }
+
+    /// A project alone is refused: projects are only meaningful within a tenant.
+    pub fn new(
+        tenant_id: Option<TenantId>,
+        project_id: Option<ProjectId>,
+    ) -> Result<Self, GatewayError> {
+        if tenant_id.is_none() && project_id.is_some() {
+            return Err(GatewayError::invalid(
+                "a project filter needs a tenant: pass the tenant_id too",
+            ));
+        }
+        Ok(Self {
+            tenant_id,
+            project_id,
+        })
+    }
+
+    pub fn matches(&self, record: &VectorRecord) -> bool {
+        self.tenant_id.is_none_or(|t| t == record.tenant_id)
+            && self.project_id.is_none_or(|p| p == record.project_id)
     }
 }

@@ -44,7 +44,12 @@ impl ServicesEnv {
                 }
             }
         }
-        for key in ["DATABASE_URL", "MILVUS_HOST", "MILVUS_PORT", "RUN_MILVUS_TESTS"] {
+        for key in [
+            "DATABASE_URL",
+            "MILVUS_HOST",
+            "MILVUS_PORT",
+            "RUN_MILVUS_TESTS",
+        ] {
             if let Ok(v) = std::env::var(key) {
                 values.insert(key.to_string(), v);
             }
@@ -120,7 +125,12 @@ pub fn chunk(id: i64) -> ChunkId {
 /// A deterministic random unit vector.
 pub fn unit_vector(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
     let mut v: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }
