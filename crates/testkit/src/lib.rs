@@ -177,7 +177,7 @@ pub fn generate_records(shape: DataShape, first_id: i64) -> Vec<VectorRecord> {
 
 /// Deterministic query vectors (a different stream from the records).
 pub fn generate_queries(count: usize, dim: usize, seed: u64) -> Vec<Embedding> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_9e71);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f9e_71ab);
     (0..count)
         .map(|_| Embedding::new(unit_vector(&mut rng, dim)).unwrap())
         .collect()
