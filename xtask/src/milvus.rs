@@ -1,0 +1,257 @@
+//! Milvus 2.3.5 standalone from the `milvus` wheel ("embedded Milvus"): the `milvus-server`
+//! Python wrapper unpacks the real Milvus binary under its data folder, writes its config
+//! and runs `milvus run standalone` as its child.
+//!
+//! Ports: Milvus listens on many ports besides the gRPC one. They are laid out as a block
+//! around the gRPC port P so that one flag moves all of them and a second Milvus (another
+//! checkout, a developer's own server) can run beside ours: P-1 proxy internal, P+1 query
+//! coord (the wrapper's defaults for P=19530), P+2..P+7 the other coordinators and nodes,
+//! P+8/P+9 the embedded etcd's client/peer URLs. The embedded etcd ignores the wrapper's
+//! `--etcd-port` (it listens on etcd's defaults 2379/2380 unless given an etcd config file),
+//! so xtask writes such a file and points Milvus at it with `ETCD_CONFIG_PATH` (Milvus reads
+//! any setting from a same-named environment variable). The metrics/health port is chosen
+//! by the wrapper itself: the first free port from 9091 up; we read it back from the
+//! server's environment (`METRICS_PORT`).
+
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::layout::Layout;
+use crate::process::{
+    children_of, environ_var, http_get, is_alive, port_answers, stop_pid, tail, wait_until,
+};
+use crate::venv::Venv;
+
+const WRAPPER_MARKER: &str = "milvus-server";
+const SERVER_MARKER: &str = "run standalone";
+
+/// (role, offset from the gRPC port, wrapper flag). The etcd ports go to the etcd config.
+const PORT_BLOCK: [(&str, i32, Option<&str>); 11] = [
+    ("Milvus gRPC (proxy)", 0, Some("--proxy-port")),
+    ("Milvus proxy internal", -1, Some("--proxy-internal-port")),
+    ("Milvus query coord", 1, Some("--query-coord-port")),
+    ("Milvus root coord", 2, Some("--root-coord-port")),
+    ("Milvus data coord", 3, Some("--data-coord-port")),
+    ("Milvus data node", 4, Some("--data-node-port")),
+    ("Milvus query node", 5, Some("--query-node-port")),
+    ("Milvus index coord", 6, Some("--index-coord-port")),
+    ("Milvus index node", 7, Some("--index-node-port")),
+    ("Milvus embedded etcd (client)", 8, Some("--etcd-port")),
+    ("Milvus embedded etcd (peer)", 9, None),
+];
+
+/// Every port a Milvus with gRPC port `grpc` listens on (except the metrics port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MilvusPorts {
+    pub grpc: u16,
+}
+
+impl MilvusPorts {
+    pub fn new(grpc: u16) -> Result<Self> {
+        if !(1025..=65526).contains(&grpc) {
+            bail!(
+                "--milvus-port {grpc}: Milvus also uses the ports {} to {}, so the gRPC port \
+                 must be between 1025 and 65526",
+                i32::from(grpc) - 1,
+                i32::from(grpc) + 9
+            );
+        }
+        Ok(Self { grpc })
+    }
+
+    /// (role, port) for every port of the block.
+    pub fn all(&self) -> Vec<(&'static str, u16)> {
+        PORT_BLOCK
+            .iter()
+            .map(|(role, offset, _)| (*role, self.at(*offset)))
+            .collect()
+    }
+
+    fn at(&self, offset: i32) -> u16 {
+        u16::try_from(i32::from(self.grpc) + offset).expect("range checked in new()")
+    }
+
+    fn wrapper_args(&self) -> Vec<String> {
+        PORT_BLOCK
+            .iter()
+            .filter_map(|(_, offset, flag)| {
+                flag.map(|f| [f.to_string(), self.at(*offset).to_string()])
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn etcd_config(&self) -> String {
+        let client = self.at(8);
+        let peer = self.at(9);
+        format!(
+            "# Written by `cargo xtask services up`: moves Milvus's embedded etcd off 2379/2380.\n\
+             name: vectorgate-embedded\n\
+             listen-client-urls: http://127.0.0.1:{client}\n\
+             advertise-client-urls: http://127.0.0.1:{client}\n\
+             listen-peer-urls: http://127.0.0.1:{peer}\n\
+             initial-advertise-peer-urls: http://127.0.0.1:{peer}\n\
+             initial-cluster: vectorgate-embedded=http://127.0.0.1:{peer}\n"
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MilvusState {
+    /// The gRPC port clients use (MILVUS_PORT).
+    pub port: u16,
+    pub wrapper_pid: i32,
+    /// `milvus run standalone`, the wrapper's child.
+    pub server_pid: Option<i32>,
+    pub metrics_port: Option<u16>,
+}
+
+impl MilvusState {
+    /// Every port this server holds, for the "ports are free again" check after stopping.
+    pub fn ports(&self) -> Vec<(&'static str, u16)> {
+        let mut ports = MilvusPorts { grpc: self.port }.all();
+        if let Some(metrics) = self.metrics_port {
+            ports.push(("Milvus metrics/health", metrics));
+        }
+        ports
+    }
+}
+
+/// Starts the wrapper detached (own process group, output to a log file) and waits until
+/// it has started the server process. Readiness is [`wait_ready`]'s job.
+pub fn spawn(layout: &Layout, venv: &Venv, ports: &MilvusPorts) -> Result<MilvusState> {
+    fs::create_dir_all(&layout.milvus_dir)?;
+    fs::write(&layout.milvus_etcd_config, ports.etcd_config())?;
+    let log = File::create(&layout.milvus_wrapper_log)?;
+    let mut cmd = Command::new(venv.milvus_server());
+    cmd.arg("--data")
+        .arg(&layout.milvus_dir)
+        .args(ports.wrapper_args())
+        .env("ETCD_CONFIG_PATH", &layout.milvus_etcd_config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: survives xtask's exit and a Ctrl-C in the terminal.
+        .process_group(0);
+    println!("$ {}", crate::process::describe(&cmd));
+    let wrapper = cmd.spawn().context("could not start milvus-server")?;
+    let wrapper_pid = i32::try_from(wrapper.id())?;
+    // The Child handle is dropped without waiting: the wrapper outlives this process.
+    drop(wrapper);
+
+    let mut server_pid = None;
+    // The first start unpacks the Milvus binary (about 10 s on 2 cores).
+    let found = wait_until(Duration::from_secs(120), Duration::from_millis(200), || {
+        server_pid = children_of(wrapper_pid)
+            .into_iter()
+            .find(|pid| is_alive(*pid, SERVER_MARKER));
+        server_pid.is_some() || !is_alive(wrapper_pid, WRAPPER_MARKER)
+    });
+    let mut state = MilvusState {
+        port: ports.grpc,
+        wrapper_pid,
+        server_pid,
+        metrics_port: None,
+    };
+    match server_pid {
+        Some(pid) => {
+            state.metrics_port = environ_var(pid, "METRICS_PORT").and_then(|p| p.parse().ok());
+            Ok(state)
+        }
+        None => {
+            let why = if found {
+                "milvus-server exited before starting Milvus"
+            } else {
+                "milvus-server did not start Milvus within 120 s"
+            };
+            stop(&state).ok();
+            bail!("{why}\n{}", logs_tail(layout))
+        }
+    }
+}
+
+/// Serving: the gRPC port accepts connections and /healthz on the metrics port says OK.
+pub fn is_ready(state: &MilvusState) -> bool {
+    port_answers(state.port)
+        && state
+            .metrics_port
+            .and_then(|p| http_get(p, "/healthz"))
+            .is_some_and(|body| body.contains("OK"))
+}
+
+pub fn is_running(state: &MilvusState) -> bool {
+    is_alive(state.wrapper_pid, WRAPPER_MARKER)
+        && state.server_pid.is_some_and(|p| is_alive(p, SERVER_MARKER))
+        && is_ready(state)
+}
+
+/// Waits (bounded) until Milvus serves; on timeout or exit, fails with its logs' tails.
+pub fn wait_ready(layout: &Layout, state: &MilvusState, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    let server_pid = state.server_pid.context("Milvus server pid unknown")?;
+    let mut exited = false;
+    let ready = wait_until(timeout, Duration::from_millis(250), || {
+        exited = !is_alive(server_pid, SERVER_MARKER);
+        exited || is_ready(state)
+    });
+    if exited {
+        bail!(
+            "Milvus (pid {server_pid}) exited while starting\n{}",
+            logs_tail(layout)
+        );
+    }
+    if !ready {
+        bail!(
+            "Milvus did not become ready on port {} (health on {:?}) within {} s\n{}",
+            state.port,
+            state.metrics_port,
+            timeout.as_secs(),
+            logs_tail(layout)
+        );
+    }
+    println!(
+        "Milvus ready on 127.0.0.1:{} (pid {}, health port {}) after {:.1} s",
+        state.port,
+        server_pid,
+        state.metrics_port.unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Stops the server then the wrapper, by recorded pid: the server does not react to
+/// SIGTERM within a useful time (30-70 s measured), and the wrapper does not notice its
+/// child's death, so each gets SIGTERM, a short grace and SIGKILL.
+pub fn stop(state: &MilvusState) -> Result<()> {
+    let server_pids: Vec<i32> = match state.server_pid {
+        Some(pid) => vec![pid],
+        None => children_of(state.wrapper_pid)
+            .into_iter()
+            .filter(|p| is_alive(*p, SERVER_MARKER))
+            .collect(),
+    };
+    for pid in server_pids {
+        stop_pid(pid, SERVER_MARKER, "Milvus server", Duration::from_secs(5))?;
+    }
+    stop_pid(
+        state.wrapper_pid,
+        WRAPPER_MARKER,
+        "milvus-server wrapper",
+        Duration::from_secs(5),
+    )
+}
+
+pub fn logs_tail(layout: &Layout) -> String {
+    let logs = layout.milvus_dir.join("logs");
+    [
+        tail(&layout.milvus_wrapper_log, 20),
+        tail(&logs.join("milvus-stderr.log"), 30),
+        tail(&logs.join("milvus-stdout.log"), 30),
+    ]
+    .join("\n")
+}

@@ -1,0 +1,239 @@
+//! Small process, port and file helpers built on std and /proc (Linux only, like the servers).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The cargo that runs us (so `cargo xtask` and `cargo +toolchain xtask` use the same one).
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// The command line as a user would type it, for headers and error messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| {
+            let s = s.to_string_lossy();
+            if s.contains(' ') || s.is_empty() {
+                format!("'{s}'")
+            } else {
+                s.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs a command with inherited stdio; an error when it cannot start or exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let line = describe(cmd);
+    println!("$ {line}");
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout; the error carries its stderr.
+pub fn capture(cmd: &mut Command) -> Result<String> {
+    let line = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not start `{line}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command with inherited stdio, killing it after `timeout`. `Ok(None)` on timeout.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let line = describe(cmd);
+    println!("$ {line}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("could not start `{line}`"))?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if start.elapsed() > timeout {
+            child.kill().ok();
+            child.wait().ok();
+            return Ok(None);
+        }
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// The effective user id of this process (the owner of /proc/self), without unsafe code.
+pub fn effective_uid() -> Result<u32> {
+    Ok(fs::metadata("/proc/self")
+        .context("reading /proc/self")?
+        .uid())
+}
+
+/// Whether `pid` is a live (not zombie) process whose command line contains `marker`.
+/// The marker guards against signalling an unrelated process that reused a recorded pid.
+pub fn is_alive(pid: i32, marker: &str) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself contain spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("?");
+    if state == "Z" || state == "X" {
+        return false;
+    }
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .contains(marker)
+        })
+        .unwrap_or(false)
+}
+
+/// Pids of the live processes whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    let mut fields = rest.split_whitespace();
+                    let state = fields.next()?.to_string();
+                    let ppid = fields.next()?.parse::<i32>().ok()?;
+                    Some(ppid == parent && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// One variable of a running process's environment.
+pub fn environ_var(pid: i32, key: &str) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|b| *b == 0).find_map(|entry| {
+        let entry = String::from_utf8_lossy(entry);
+        let (k, v) = entry.split_once('=')?;
+        (k == key).then(|| v.to_string())
+    })
+}
+
+/// Stops a recorded process: SIGTERM, up to `grace` for it to exit, then SIGKILL.
+/// Does nothing when the pid no longer belongs to a process matching `marker`.
+pub fn stop_pid(pid: i32, marker: &str, label: &str, grace: Duration) -> Result<()> {
+    if !is_alive(pid, marker) {
+        println!("  {label} (pid {pid}) is not running");
+        return Ok(());
+    }
+    println!("  stopping {label} (pid {pid}): SIGTERM");
+    kill(Pid::from_raw(pid), Signal::SIGTERM).ok();
+    if wait_until(grace, Duration::from_millis(100), || !is_alive(pid, marker)) {
+        return Ok(());
+    }
+    println!(
+        "  {label} (pid {pid}) still running after {} s: SIGKILL",
+        grace.as_secs()
+    );
+    kill(Pid::from_raw(pid), Signal::SIGKILL).ok();
+    if wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        !is_alive(pid, marker)
+    }) {
+        return Ok(());
+    }
+    bail!("{label} (pid {pid}) did not exit after SIGKILL")
+}
+
+/// Whether nothing listens on 127.0.0.1:`port` (a bind attempt, as the server would make).
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_answers(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// `GET path` on 127.0.0.1:`port` over plain HTTP/1.0; the body when the status is 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status_ok = head
+        .lines()
+        .next()
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("200"));
+    status_ok.then(|| body.to_string())
+}
+
+/// Polls `done` every `interval` until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: Duration, interval: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        sleep(interval);
+    }
+}
+
+/// The last `lines` lines of a log file, labelled, for error messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            let start = all.len().saturating_sub(lines);
+            format!(
+                "--- last {} lines of {} ---\n{}",
+                all.len() - start,
+                path.display(),
+                all[start..].join("\n")
+            )
+        }
+        Err(e) => format!("--- {} could not be read: {e} ---", path.display()),
+    }
+}
