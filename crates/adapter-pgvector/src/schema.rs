@@ -1,0 +1,291 @@
+//! Reading the embeddings table's shape from the catalog, checking it against the
+//! configuration, and the DDL of the idempotent bootstrap.
+
+use sqlx::{PgConnection, Row};
+use vectorgate_domain::{GatewayError, Metric, StoreKind};
+
+use crate::config::{metric_of_opclass, opclass, PgVectorConfig};
+
+/// A column as the catalog describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnInfo {
+    pub name: String,
+    /// `format_type` output, e.g. `bigint`, `vector(768)`.
+    pub type_name: String,
+    /// For `vector` the declared dimension; -1 when none was declared.
+    pub typmod: i32,
+}
+
+/// An index using pgvector's `hnsw` or `ivfflat` access method.
+#[derive(Debug, Clone)]
+pub(crate) struct VectorIndexInfo {
+    pub name: String,
+    pub access_method: String,
+    pub opclass: String,
+    /// `m=16`, `ef_construction=64`, `lists=100`...
+    pub options: Vec<(String, String)>,
+    /// The server's own `CREATE INDEX` statement for it (used to rebuild it unchanged).
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TableInfo {
+    pub exists: bool,
+    pub columns: Vec<ColumnInfo>,
+    pub vector_indexes: Vec<VectorIndexInfo>,
+}
+
+impl TableInfo {
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The declared dimension of `embedding`, when it is a `vector(n)` column.
+    pub fn dimension(&self) -> Option<u32> {
+        self.column("embedding")
+            .filter(|c| c.type_name.starts_with("vector"))
+            .and_then(|c| u32::try_from(c.typmod).ok())
+    }
+
+    pub fn metric(&self) -> Option<Metric> {
+        self.vector_indexes
+            .first()
+            .and_then(|i| metric_of_opclass(&i.opclass))
+    }
+}
+
+/// Reads the table's columns and vector indexes. A missing table gives `exists: false`.
+pub(crate) async fn inspect(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<TableInfo, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_class c \
+         WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace \
+         AND c.relkind IN ('r', 'p'))",
+    )
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !exists {
+        return Ok(TableInfo::default());
+    }
+    // The relation is looked up in current_schema(), where CREATE TABLE puts it.
+    let columns = sqlx::query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypmod \
+         FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid \
+         WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace \
+         AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|row| ColumnInfo {
+        name: row.get(0),
+        type_name: row.get(1),
+        typmod: row.get(2),
+    })
+    .collect();
+    let vector_indexes = sqlx::query(
+        "SELECT i.relname::text, am.amname::text, opc.opcname::text, \
+                coalesce(i.reloptions, '{}'::text[]), pg_get_indexdef(i.oid) \
+         FROM pg_index x \
+         JOIN pg_class t ON t.oid = x.indrelid \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_am am ON am.oid = i.relam \
+         JOIN pg_opclass opc ON opc.oid = x.indclass[0] \
+         WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace \
+         AND am.amname IN ('hnsw', 'ivfflat') ORDER BY i.relname",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|row| {
+        let options: Vec<String> = row.get(3);
+        VectorIndexInfo {
+            name: row.get(0),
+            access_method: row.get(1),
+            opclass: row.get(2),
+            options: options
+                .iter()
+                .filter_map(|o| o.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            definition: row.get(4),
+        }
+    })
+    .collect();
+    Ok(TableInfo {
+        exists: true,
+        columns,
+        vector_indexes,
+    })
+}
+
+/// Differences between an existing table and what the configuration needs, each naming
+/// both sides. Empty when the table fits.
+pub(crate) fn mismatches(info: &TableInfo, config: &PgVectorConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let dim = config.dimension.get();
+    let expected = [
+        ("chunk_id", "bigint"),
+        ("tenant_id", "bigint"),
+        ("project_id", "bigint"),
+        ("updated_at", "timestamp with time zone"),
+    ];
+    for (name, type_name) in expected {
+        match info.column(name) {
+            None => problems.push(format!("column {name} is missing (expected {type_name})")),
+            Some(c) if c.type_name != type_name => problems.push(format!(
+                "column {name} is {} but {type_name} is expected",
+                c.type_name
+            )),
+            Some(_) => {}
+        }
+    }
+    match info.column("embedding") {
+        None => problems.push(format!(
+            "column embedding is missing (expected vector({dim}))"
+        )),
+        Some(c) if !c.type_name.starts_with("vector") => problems.push(format!(
+            "column embedding is {} but vector({dim}) is expected",
+            c.type_name
+        )),
+        Some(c) if c.typmod != dim as i32 => problems.push(format!(
+            "column embedding is {} (dimension {}) but the configuration expects vector({dim})",
+            c.type_name,
+            if c.typmod < 0 {
+                "undeclared".to_string()
+            } else {
+                c.typmod.to_string()
+            }
+        )),
+        Some(_) => {}
+    }
+    let wanted = opclass(config.metric);
+    for index in &info.vector_indexes {
+        if index.opclass != wanted {
+            let found_metric = metric_of_opclass(&index.opclass).map_or_else(
+                || "an unknown metric".to_string(),
+                |m| format!("metric {m}"),
+            );
+            problems.push(format!(
+                "vector index {} uses {} ({found_metric}) but the configured metric {} needs {wanted}",
+                index.name, index.opclass, config.metric
+            ));
+        }
+    }
+    problems
+}
+
+pub(crate) fn mismatch_error(table: &str, problems: &[String]) -> GatewayError {
+    GatewayError::schema_mismatch(
+        StoreKind::Pgvector,
+        format!("table {table}"),
+        format!(
+            "{}; nothing was changed (no ALTER/DROP): migrate the table or configure another one",
+            problems.join("; ")
+        ),
+    )
+}
+
+/// Index names derived from the table name, kept within PostgreSQL's 63 bytes. A long
+/// table name is shortened with a hash of the full name so two long names that share a
+/// prefix do not collide (CREATE INDEX IF NOT EXISTS would silently skip the second).
+pub(crate) fn index_name(table: &str, suffix: &str) -> String {
+    let full = format!("{table}_{suffix}");
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a: stable across Rust versions (unlike DefaultHasher), which a persisted
+    // name needs.
+    let hash = table.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let keep = 63 - suffix.len() - 10;
+    format!("{}_{:08x}_{suffix}", &table[..keep], hash as u32)
+}
+
+/// Storage of the embedding column: inline without compression when a row fits a page
+/// (random floats do not compress; TOASTing them only costs time on every write and
+/// read), out of line without compression otherwise.
+pub(crate) fn embedding_storage(dimension: u32) -> &'static str {
+    // 8 KiB page: a vector(1900) is 7.6 KB plus about 60 bytes for the other columns and
+    // headers, which still fits.
+    if dimension <= 1900 {
+        "PLAIN"
+    } else {
+        "EXTERNAL"
+    }
+}
+
+pub(crate) fn create_table_sql(config: &PgVectorConfig) -> Vec<String> {
+    let t = &config.table;
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\
+               chunk_id bigint PRIMARY KEY, \
+               tenant_id bigint NOT NULL, \
+               project_id bigint NOT NULL, \
+               embedding vector({dim}) NOT NULL, \
+               updated_at timestamptz NOT NULL DEFAULT now())",
+            dim = config.dimension.get()
+        ),
+        format!(
+            "ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE {}",
+            embedding_storage(config.dimension.get())
+        ),
+    ]
+}
+
+pub(crate) fn create_scope_index_sql(table: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {table} (tenant_id, project_id)",
+        index_name(table, "tenant_project_idx")
+    )
+}
+
+pub(crate) fn create_vector_index_sql(config: &PgVectorConfig) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method} (embedding {ops}) WITH ({with})",
+        name = index_name(&config.table, "embedding_idx"),
+        table = config.table,
+        method = config.index.access_method(),
+        ops = opclass(config.metric),
+        with = config.index.with_clause(),
+    )
+}
+
+/// Quotes an identifier read from the catalog (for DROP INDEX of an existing index).
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_table_names_give_distinct_short_index_names() {
+        let a = format!("{}a", "t".repeat(62));
+        let b = format!("{}b", "t".repeat(62));
+        let (ia, ib) = (
+            index_name(&a, "embedding_idx"),
+            index_name(&b, "embedding_idx"),
+        );
+        assert!(ia.len() <= 63 && ib.len() <= 63, "{ia} {ib}");
+        assert_ne!(ia, ib);
+        assert_eq!(
+            index_name("chunks", "embedding_idx"),
+            "chunks_embedding_idx"
+        );
+    }
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
