@@ -47,7 +47,8 @@ pub fn lint(layout: &Layout) -> Result<()> {
         steps.run("cargo deny check bans licenses sources", || {
             run(cargo()
                 .current_dir(&layout.root)
-                .args(["deny", "check", "bans", "licenses", "sources"]))
+                .args(["deny", "check", "--hide-inclusion-graph"])
+                .args(["bans", "licenses", "sources"]))
         });
         steps.run(
             "cargo deny check advisories (when its database can be fetched)",
