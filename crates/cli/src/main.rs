@@ -1,1 +1,90 @@
-fn main() {}
+//! `vectorgate`: the operator's tool for the vector-store gateway (health, backfill,
+//! reconcile, sync, search, import and the Milvus collection rollback).
+//!
+//! It reads the same settings as the library (`VECTOR_STORE_MODE`, `EMBEDDING_DIM`, ...);
+//! global flags override the environment. Every failure ends with one `error: <cause>`
+//! line on stderr and a non-zero exit code.
+
+mod args;
+mod checkpoint;
+mod commands;
+mod context;
+mod drift;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::args::Cli;
+
+/// What a command tells `main` when it ran to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, nothing wrong found.
+    Ok,
+    /// Done, but what was checked is not right (drift remains, a store is unhealthy).
+    Problem,
+}
+
+/// Exit codes: 0 fine, 1 the check found a problem, 2 the command could not run.
+const EXIT_PROBLEM: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::anyhow!("cannot start the async runtime: {err}")),
+    };
+    let result = runtime.block_on(commands::run(cli));
+    // Dropping the runtime waits for blocking tasks; background connections are not worth
+    // waiting for once the command has answered.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Problem) => ExitCode::from(EXIT_PROBLEM),
+        Err(err) => fail(&err),
+    }
+}
+
+/// Prints the one-line error (the whole cause chain, joined) and picks the exit code.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", one_line(&format!("{err:#}")));
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Driver messages sometimes span lines; the contract is one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Logs go to stderr, level from `RUST_LOG` (default `warn`), so stdout stays the command's
+/// output (tables, JSON) and can be piped.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_flattened_to_one_line() {
+        assert_eq!(
+            one_line("milvus unavailable:\n  connection refused\r\n(127.0.0.1:1)"),
+            "milvus unavailable: connection refused (127.0.0.1:1)"
+        );
+    }
+}

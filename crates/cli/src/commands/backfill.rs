@@ -1,0 +1,92 @@
+//! `vectorgate backfill`: copies pgvector's rows into Milvus before dual mode is enabled.
+//!
+//! Pages pgvector by chunk id (`chunk_id > last ORDER BY chunk_id LIMIT batch`), upserts
+//! each page into Milvus (idempotent: re-sending a row replaces it), and only then commits
+//! the checkpoint naming the page's last id. Killed at any point, `--resume` restarts after
+//! the last committed page, so Milvus ends with every row of pgvector.
+
+use anyhow::Context as _;
+use vectorgate_domain::VectorStoreGateway;
+
+use crate::args::BackfillArgs;
+use crate::checkpoint::{CheckpointStore, JobKey};
+use crate::context::{describe_filter, Ctx};
+use crate::progress::{rate, Progress};
+use crate::Outcome;
+
+pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
+    let filter = args.scope.filter()?;
+    let pg = ctx.pgvector()?;
+    let milvus = ctx.milvus()?;
+    let table = pg.config().table.clone();
+    let target = ctx.milvus_target();
+
+    milvus
+        .ensure_schema()
+        .await
+        .context("backfill needs the Milvus collection")?;
+    let checkpoints = CheckpointStore::open(pg.pool().clone()).await?;
+    let job = JobKey::new(&table, &target, filter);
+    let total = pg.count(filter).await?;
+
+    let (mut after, mut copied) = if args.resume {
+        match checkpoints.load(&job).await? {
+            Some(cp) => {
+                eprintln!(
+                    "backfill: resuming {} after chunk_id {} ({} rows copied before)",
+                    describe_filter(filter),
+                    cp.last_chunk_id
+                        .map_or_else(|| "(none)".to_string(), |c| c.to_string()),
+                    cp.rows_copied
+                );
+                (cp.last_chunk_id, cp.rows_copied)
+            }
+            None => {
+                eprintln!(
+                    "backfill: no checkpoint for {}; starting from the beginning",
+                    describe_filter(filter)
+                );
+                checkpoints.reset(&job, total).await?;
+                (None, 0)
+            }
+        }
+    } else {
+        checkpoints.reset(&job, total).await?;
+        (None, 0)
+    };
+    let resumed_after = after;
+    let copied_before = copied;
+
+    let mut progress = Progress::new("backfill", Some(total.max(copied)), copied);
+    let batch = args.batch as usize;
+    loop {
+        let page = pg.scan(filter, after, batch).await?;
+        let Some(last) = page.last().map(|r| r.chunk_id) else {
+            break;
+        };
+        milvus.upsert_vectors(&page).await?;
+        copied += page.len() as u64;
+        checkpoints
+            .advance(&job, last, copied, total.max(copied))
+            .await?;
+        progress.batch(page.len() as u64, &format!("last chunk_id {last}"));
+        after = Some(last);
+        if page.len() < batch {
+            break;
+        }
+    }
+    checkpoints.complete(&job).await?;
+    progress.finish();
+
+    let this_run = copied - copied_before;
+    println!(
+        "backfill done: {this_run} rows copied from pgvector table {table} to Milvus \
+         collection {target} ({}) in {:.1} s, {}; {copied} rows in total{}",
+        describe_filter(filter),
+        progress.elapsed().as_secs_f64(),
+        rate(this_run, progress.elapsed()),
+        resumed_after.map_or_else(String::new, |c| format!(", resumed after chunk_id {c}")),
+    );
+    pg.close().await.ok();
+    Ok(Outcome::Ok)
+}

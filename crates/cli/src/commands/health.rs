@@ -1,0 +1,191 @@
+//! `vectorgate health`: the seed's health check.
+
+use serde::Serialize;
+use vectorgate_domain::{StoreHealth, StoreKind, VectorStoreGateway};
+
+use crate::args::{HealthArgs, StoreChoice};
+use crate::context::{pg_endpoint, Ctx};
+use crate::output;
+use crate::Outcome;
+
+#[derive(Debug, Serialize)]
+struct Report {
+    mode: String,
+    healthy: bool,
+    stores: Vec<Checked>,
+}
+
+#[derive(Debug, Serialize)]
+struct Checked {
+    endpoint: String,
+    #[serde(flatten)]
+    health: StoreHealth,
+}
+
+pub async fn run(ctx: &Ctx, args: HealthArgs) -> anyhow::Result<Outcome> {
+    let mode = ctx.mode();
+    let (check_pg, check_milvus) = match args.store {
+        Some(StoreChoice::Pgvector) => (true, false),
+        Some(StoreChoice::Milvus) => (false, true),
+        Some(StoreChoice::All) => (true, true),
+        None => (mode.uses_pgvector(), mode.uses_milvus()),
+    };
+    let mut stores = Vec::new();
+    if check_pg {
+        let config = ctx.settings.pgvector_config()?;
+        let endpoint = pg_endpoint(&config.database_url);
+        let store = ctx.pgvector()?;
+        stores.push(check(store.health().await, StoreKind::Pgvector, endpoint));
+        store.close().await.ok();
+    }
+    if check_milvus {
+        let endpoint = ctx.settings.milvus_config().endpoint();
+        let store = ctx.milvus()?;
+        stores.push(check(store.health().await, StoreKind::Milvus, endpoint));
+        store.close().await.ok();
+    }
+    let healthy = stores.iter().all(|s| s.health.is_healthy());
+    let report = Report {
+        mode: mode.to_string(),
+        healthy,
+        stores,
+    };
+    if args.json {
+        output::print_json(&report)?;
+    } else {
+        print_text(&report);
+    }
+    if healthy {
+        return Ok(Outcome::Ok);
+    }
+    let problems: Vec<String> = report
+        .stores
+        .iter()
+        .filter(|s| !s.health.is_healthy())
+        .map(|s| {
+            let problem = s
+                .health
+                .problem
+                .clone()
+                .unwrap_or_else(|| "table/collection does not exist".to_string());
+            let what = if s.health.reachable {
+                "unhealthy"
+            } else {
+                "unreachable"
+            };
+            format!("{} at {} {what}: {problem}", s.health.store, s.endpoint)
+        })
+        .collect();
+    eprintln!("error: {}", crate::one_line(&problems.join("; ")));
+    Ok(Outcome::Problem)
+}
+
+/// An error of the check itself becomes an unhealthy entry, so that every store asked for
+/// is reported.
+fn check(
+    result: Result<vectorgate_domain::HealthStatus, vectorgate_domain::GatewayError>,
+    store: StoreKind,
+    endpoint: String,
+) -> Checked {
+    let health = match result {
+        Ok(status) => status
+            .stores
+            .into_iter()
+            .find(|s| s.store == store)
+            .unwrap_or_else(|| unhealthy(store, false, "the store reported nothing".into())),
+        Err(err) => unhealthy(store, !err.is_unavailable(), err.to_string()),
+    };
+    Checked { endpoint, health }
+}
+
+fn unhealthy(store: StoreKind, reachable: bool, problem: String) -> StoreHealth {
+    StoreHealth {
+        store,
+        reachable,
+        server_version: None,
+        collection: None,
+        problem: Some(problem),
+    }
+}
+
+fn print_text(report: &Report) {
+    println!(
+        "mode {}: {}",
+        report.mode,
+        if report.healthy {
+            "healthy"
+        } else {
+            "UNHEALTHY"
+        }
+    );
+    let dash = || "-".to_string();
+    let rows = report.stores.iter().map(|s| {
+        let h = &s.health;
+        let c = h.collection.as_ref();
+        let params = c
+            .map(|c| {
+                c.index_params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(dash);
+        let rows = c
+            .and_then(|c| {
+                c.row_count.map(|n| {
+                    if c.row_count_estimated {
+                        format!("~{n}")
+                    } else {
+                        n.to_string()
+                    }
+                })
+            })
+            .unwrap_or_else(dash);
+        vec![
+            h.store.to_string(),
+            s.endpoint.clone(),
+            if h.is_healthy() { "ok" } else { "FAIL" }.to_string(),
+            h.server_version.clone().unwrap_or_else(dash),
+            c.map(|c| {
+                format!(
+                    "{} ({})",
+                    c.name,
+                    if c.exists { "exists" } else { "missing" }
+                )
+            })
+            .unwrap_or_else(dash),
+            c.and_then(|c| c.dimension)
+                .map_or_else(dash, |d| d.to_string()),
+            c.and_then(|c| c.metric)
+                .map_or_else(dash, |m| m.to_string()),
+            c.and_then(|c| c.index_type.clone()).unwrap_or_else(dash),
+            params,
+            c.and_then(|c| c.loaded)
+                .map_or_else(dash, |l| if l { "yes" } else { "no" }.to_string()),
+            rows,
+            h.problem.clone().unwrap_or_default(),
+        ]
+    });
+    println!(
+        "{}",
+        output::table(
+            &[
+                "store",
+                "endpoint",
+                "status",
+                "version",
+                "table/collection",
+                "dim",
+                "metric",
+                "index",
+                "params",
+                "loaded",
+                "rows",
+                "problem",
+            ],
+            rows,
+        )
+    );
+}

@@ -1,0 +1,36 @@
+//! One module per subcommand; `run` dispatches.
+
+mod backfill;
+mod collection;
+mod health;
+mod import;
+mod reconcile;
+mod search;
+mod sync;
+
+use crate::args::{Cli, Command};
+use crate::context::Ctx;
+use crate::Outcome;
+
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let ctx = Ctx::load(&cli.global)?;
+    let metrics = ctx
+        .print_metrics
+        .then(vectorgate_composition::install_prometheus_recorder)
+        .transpose()?;
+    let outcome = match cli.command {
+        Command::Health(args) => health::run(&ctx, args).await,
+        Command::Backfill(args) => backfill::run(&ctx, args).await,
+        Command::Reconcile(args) => reconcile::run(&ctx, args).await,
+        Command::Sync(args) => sync::run(&ctx, args).await,
+        Command::Search(args) => search::run(&ctx, args).await,
+        Command::Import(args) => import::run(&ctx, args).await,
+        Command::Collection(args) => collection::run(&ctx, args).await,
+    };
+    // The counters are printed even when the command failed: they show what was done.
+    if let Some(handle) = metrics {
+        handle.run_upkeep();
+        println!("{}", handle.render());
+    }
+    outcome
+}
