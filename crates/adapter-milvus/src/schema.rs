@@ -1,0 +1,327 @@
+//! The collection's schema, index, load state and partitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use vectorgate_domain::{
+    CollectionStatus, Dimension, GatewayError, Metric, ProjectId, StoreKind, TenantId,
+};
+
+use crate::client::{FieldKind, FieldSpec, IndexSpec, LoadStatus, MilvusApi};
+use crate::config::{Consistency, MilvusConfig};
+use crate::queries;
+
+pub const FIELD_CHUNK_ID: &str = "chunk_id";
+pub const FIELD_TENANT_ID: &str = "tenant_id";
+pub const FIELD_PROJECT_ID: &str = "project_id";
+pub const FIELD_EMBEDDING: &str = "embedding";
+/// The index is named after its field: milvus-lite only finds an index named so, and one
+/// name per field keeps describe/drop unambiguous.
+pub const INDEX_NAME: &str = FIELD_EMBEDDING;
+pub const INDEX_TYPE: &str = "IVF_FLAT";
+
+const STORE: StoreKind = StoreKind::Milvus;
+
+/// The fields the adapter stores, in order.
+pub fn expected_fields(dimension: Dimension) -> Vec<FieldSpec> {
+    let int = |name: &str, primary: bool| FieldSpec {
+        name: name.to_string(),
+        kind: FieldKind::Int64,
+        primary,
+        auto_id: false,
+    };
+    vec![
+        int(FIELD_CHUNK_ID, true),
+        int(FIELD_TENANT_ID, false),
+        int(FIELD_PROJECT_ID, false),
+        FieldSpec {
+            name: FIELD_EMBEDDING.to_string(),
+            kind: FieldKind::FloatVector {
+                dim: dimension.get(),
+            },
+            primary: false,
+            auto_id: false,
+        },
+    ]
+}
+
+/// The index the adapter creates: IVF_FLAT on `embedding`, the configured metric and nlist.
+pub fn expected_index(config: &MilvusConfig) -> IndexSpec {
+    IndexSpec {
+        index_name: INDEX_NAME.to_string(),
+        field_name: FIELD_EMBEDDING.to_string(),
+        index_type: INDEX_TYPE.to_string(),
+        metric_type: config.metric.as_str().to_string(),
+        params: BTreeMap::from([("nlist".to_string(), config.effective_nlist().to_string())]),
+        finished: false,
+    }
+}
+
+/// Milvus collection names: a letter or `_` first, then letters, digits, `_`; at most 255.
+pub fn validate_collection_name(name: &str) -> Result<(), GatewayError> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !first_ok || !rest_ok || name.len() > 255 {
+        return Err(GatewayError::configuration(
+            "MILVUS_COLLECTION",
+            name,
+            "a name of letters, digits and _ starting with a letter or _ (at most 255)",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates, verifies, recreates and drops the collection, its index and partitions.
+#[derive(Clone)]
+pub struct MilvusSchemaManager {
+    api: Arc<dyn MilvusApi>,
+    config: Arc<MilvusConfig>,
+}
+
+impl std::fmt::Debug for MilvusSchemaManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MilvusSchemaManager")
+            .field("collection", &self.config.collection)
+            .finish()
+    }
+}
+
+impl MilvusSchemaManager {
+    pub fn new(api: Arc<dyn MilvusApi>, config: Arc<MilvusConfig>) -> Self {
+        Self { api, config }
+    }
+
+    pub fn collection(&self) -> &str {
+        &self.config.collection
+    }
+
+    /// Makes the collection ready: creates it (fields, IVF_FLAT index, load) when missing;
+    /// when present, verifies fields and index metric and refuses with `SchemaMismatch`
+    /// (changing nothing) when they differ; creates a missing index; loads it if needed.
+    pub async fn ensure_collection(&self) -> Result<(), GatewayError> {
+        let name = self.collection();
+        if self.api.has_collection(name).await? {
+            let found = self.api.describe_collection(name).await?;
+            let mut differences =
+                field_differences(&expected_fields(self.config.dimension), &found);
+            let indexes = self.api.describe_index(name, FIELD_EMBEDDING).await?;
+            if let Some(index) = indexes.first() {
+                if !index
+                    .metric_type
+                    .eq_ignore_ascii_case(self.config.metric.as_str())
+                {
+                    differences.push(format!(
+                        "index metric: expected {}, found {}",
+                        self.config.metric, index.metric_type
+                    ));
+                }
+            }
+            if !differences.is_empty() {
+                return Err(GatewayError::schema_mismatch(
+                    STORE,
+                    name,
+                    format!(
+                        "{}; nothing was changed (recreate the collection explicitly to \
+                         replace it, which deletes its data)",
+                        differences.join("; ")
+                    ),
+                ));
+            }
+            if indexes.is_empty() {
+                tracing::info!(collection = name, "creating the missing index");
+                self.api
+                    .create_index(name, &expected_index(&self.config))
+                    .await?;
+            }
+        } else {
+            tracing::info!(
+                collection = name,
+                dimension = self.config.dimension.get(),
+                metric = %self.config.metric,
+                nlist = self.config.effective_nlist(),
+                "creating collection"
+            );
+            self.api
+                .create_collection(name, &expected_fields(self.config.dimension))
+                .await?;
+            self.api
+                .create_index(name, &expected_index(&self.config))
+                .await?;
+        }
+        if self.api.load_status(name).await? != LoadStatus::Loaded {
+            self.api.load_collection(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the collection (and its data) if it exists, then creates it afresh. Only ever
+    /// called explicitly (CLI `recreate`, tests, benchmark).
+    pub async fn recreate(&self) -> Result<(), GatewayError> {
+        self.drop_collection().await?;
+        self.ensure_collection().await
+    }
+
+    /// Drops the collection if it exists; returns whether it existed.
+    pub async fn drop_collection(&self) -> Result<bool, GatewayError> {
+        let name = self.collection();
+        if !self.api.has_collection(name).await? {
+            return Ok(false);
+        }
+        self.api.drop_collection(name).await?;
+        Ok(true)
+    }
+
+    /// `tenant_{id}_project_{id}`.
+    pub fn partition_name(tenant_id: TenantId, project_id: ProjectId) -> String {
+        format!("tenant_{}_project_{}", tenant_id.get(), project_id.get())
+    }
+
+    /// Creates the partition of a tenant's project when missing; returns its name.
+    pub async fn ensure_partition(
+        &self,
+        tenant_id: TenantId,
+        project_id: ProjectId,
+    ) -> Result<String, GatewayError> {
+        let partition = Self::partition_name(tenant_id, project_id);
+        if !self
+            .api
+            .has_partition(self.collection(), &partition)
+            .await?
+        {
+            self.api
+                .create_partition(self.collection(), &partition)
+                .await?;
+        }
+        Ok(partition)
+    }
+
+    /// Releases (Milvus refuses to drop a loaded partition) and drops the partition and its
+    /// rows; returns whether it existed.
+    pub async fn drop_partition(
+        &self,
+        tenant_id: TenantId,
+        project_id: ProjectId,
+    ) -> Result<bool, GatewayError> {
+        let partition = Self::partition_name(tenant_id, project_id);
+        if !self
+            .api
+            .has_partition(self.collection(), &partition)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.api
+            .release_partition(self.collection(), &partition)
+            .await?;
+        self.api
+            .drop_partition(self.collection(), &partition)
+            .await?;
+        Ok(true)
+    }
+
+    /// Every partition of the collection, including Milvus's `_default`.
+    pub async fn list_partitions(&self) -> Result<Vec<String>, GatewayError> {
+        self.api.list_partitions(self.collection()).await
+    }
+
+    /// The collection's state for `health()`. Row count by `count(*)` at Strong
+    /// consistency when loaded (exact), none otherwise.
+    pub async fn status(&self) -> Result<CollectionStatus, GatewayError> {
+        let name = self.collection();
+        let mut status = CollectionStatus {
+            name: name.to_string(),
+            ..CollectionStatus::default()
+        };
+        if !self.api.has_collection(name).await? {
+            return Ok(status);
+        }
+        status.exists = true;
+        let fields = self.api.describe_collection(name).await?;
+        status.dimension = fields.iter().find_map(|f| match f.kind {
+            FieldKind::FloatVector { dim } if f.name == FIELD_EMBEDDING => Some(dim),
+            _ => None,
+        });
+        if let Some(index) = self
+            .api
+            .describe_index(name, FIELD_EMBEDDING)
+            .await?
+            .into_iter()
+            .next()
+        {
+            status.metric = index.metric_type.parse::<Metric>().ok();
+            status.index_type = Some(index.index_type);
+            status.index_params = index.params;
+            status.index_params.insert(
+                "nprobe".to_string(),
+                self.config.effective_nprobe().to_string(),
+            );
+        }
+        let loaded = self.api.load_status(name).await? == LoadStatus::Loaded;
+        status.loaded = Some(loaded);
+        if loaded {
+            status.row_count = Some(
+                self.api
+                    .count(name, &queries::every_row(), Consistency::Strong)
+                    .await?,
+            );
+        }
+        Ok(status)
+    }
+
+    /// Describes what differs between the configuration and an existing collection, or
+    /// `None` when it matches (or does not exist).
+    pub async fn mismatch(&self) -> Result<Option<String>, GatewayError> {
+        let name = self.collection();
+        if !self.api.has_collection(name).await? {
+            return Ok(None);
+        }
+        let found = self.api.describe_collection(name).await?;
+        let differences = field_differences(&expected_fields(self.config.dimension), &found);
+        Ok((!differences.is_empty()).then(|| differences.join("; ")))
+    }
+}
+
+/// Human-readable differences between the expected and found fields.
+pub fn field_differences(expected: &[FieldSpec], found: &[FieldSpec]) -> Vec<String> {
+    let mut out = Vec::new();
+    for want in expected {
+        match found.iter().find(|f| f.name == want.name) {
+            None => out.push(format!(
+                "field {}: expected {}, missing",
+                want.name, want.kind
+            )),
+            Some(got) => {
+                if got.kind != want.kind {
+                    out.push(format!(
+                        "field {}: expected {}, found {}",
+                        want.name, want.kind, got.kind
+                    ));
+                }
+                if got.primary != want.primary {
+                    out.push(format!(
+                        "field {}: expected primary key {}, found {}",
+                        want.name, want.primary, got.primary
+                    ));
+                }
+                if got.auto_id != want.auto_id {
+                    out.push(format!(
+                        "field {}: expected auto_id {}, found {}",
+                        want.name, want.auto_id, got.auto_id
+                    ));
+                }
+            }
+        }
+    }
+    for got in found {
+        if !expected.iter().any(|w| w.name == got.name) {
+            out.push(format!(
+                "field {}: unexpected extra field {}",
+                got.name, got.kind
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,590 @@
+//! [`MilvusStore`]: the port implemented on Milvus.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tracing::Instrument;
+use vectorgate_domain::{
+    validate_records, ChunkId, DeleteRequest, Dimension, Embedding, GatewayError, HealthStatus,
+    Metric, ProjectId, ScanFilter, SearchHit, SearchRequest, StoreHealth, StoreKind, TenantId,
+    VectorRecord, VectorStoreGateway,
+};
+
+use crate::client::{Column, ColumnBatch, MilvusApi, QueryCall, Rows, SdkMilvusApi, SearchCall};
+use crate::config::{bytes_per_row, MilvusConfig, MAX_REPLY_BYTES};
+use crate::queries;
+use crate::schema::{
+    validate_collection_name, MilvusSchemaManager, FIELD_CHUNK_ID, FIELD_EMBEDDING,
+    FIELD_PROJECT_ID, FIELD_TENANT_ID,
+};
+
+const STORE: StoreKind = StoreKind::Milvus;
+
+/// Milvus's largest query reply (`offset + limit`, `quotaAndLimits...maxQueryResultWindow`).
+pub const MAX_QUERY_ROWS: u64 = 16_384;
+
+/// Ids per delete/fetch expression: keeps expressions far below Milvus's size limits.
+const IDS_PER_EXPRESSION: usize = 4096;
+
+/// One row read back by an operator scan or fetch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilvusRow {
+    pub chunk_id: ChunkId,
+    pub tenant_id: TenantId,
+    pub project_id: ProjectId,
+    /// Present when the scan asked for vectors.
+    pub embedding: Option<Embedding>,
+}
+
+impl MilvusRow {
+    /// The row as a record, when it carries its vector.
+    pub fn into_record(self) -> Option<VectorRecord> {
+        let embedding = self.embedding?;
+        Some(VectorRecord::new(
+            self.chunk_id,
+            self.tenant_id,
+            self.project_id,
+            embedding,
+        ))
+    }
+}
+
+/// The port on Milvus. Cheap to clone (shares one connection).
+///
+/// Construction does no I/O; the first call connects (see
+/// [`crate::client::MilvusClientFactory`]). Call [`MilvusStore::ensure_schema`] once at
+/// start-up to create or verify the collection.
+#[derive(Clone)]
+pub struct MilvusStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<MilvusConfig>,
+    api: Arc<dyn MilvusApi>,
+    schema: MilvusSchemaManager,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for MilvusStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MilvusStore")
+            .field("config", &self.inner.config)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl MilvusStore {
+    /// A store over milvus-sdk-rust. Validates the settings; does no I/O.
+    pub fn new(config: MilvusConfig) -> Result<Self, GatewayError> {
+        let api = Arc::new(SdkMilvusApi::new(&config));
+        Self::with_client(config, api)
+    }
+
+    /// A store over any [`MilvusApi`] (a mock in unit tests).
+    pub fn with_client(
+        config: MilvusConfig,
+        client: Arc<dyn MilvusApi>,
+    ) -> Result<Self, GatewayError> {
+        validate_collection_name(&config.collection)?;
+        if config.batch_size == 0 {
+            return Err(GatewayError::configuration(
+                "MILVUS_BATCH_SIZE",
+                "0",
+                "a positive number of rows",
+            ));
+        }
+        let config = Arc::new(config);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                schema: MilvusSchemaManager::new(client.clone(), config.clone()),
+                config,
+                api: client,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Creates or verifies the collection, its index and load state.
+    pub async fn ensure_schema(&self) -> Result<(), GatewayError> {
+        let span = self.span("ensure_schema");
+        self.observed("ensure_schema", span, self.inner.schema.ensure_collection())
+            .await
+    }
+
+    pub fn schema(&self) -> &MilvusSchemaManager {
+        &self.inner.schema
+    }
+
+    pub fn config(&self) -> &MilvusConfig {
+        &self.inner.config
+    }
+
+    pub async fn server_version(&self) -> Result<String, GatewayError> {
+        self.check_open()?;
+        self.inner.api.server_version().await
+    }
+
+    /// Seals growing segments so that Milvus builds the collection's index on them (until
+    /// then Milvus 2.3 searches new rows with its interim index or by brute force).
+    pub async fn flush(&self) -> Result<(), GatewayError> {
+        self.check_open()?;
+        self.inner.api.flush(self.collection()).await
+    }
+
+    /// Every row with `from <= chunk_id <= to` matching `filter`, ordered by chunk id.
+    ///
+    /// Milvus returns at most 16,384 rows per query (and tonic at most 4 MB per reply), so
+    /// the range is counted first and halved until each piece fits one reply.
+    pub async fn scan_range(
+        &self,
+        filter: ScanFilter,
+        from: ChunkId,
+        to: ChunkId,
+        with_vectors: bool,
+    ) -> Result<Vec<MilvusRow>, GatewayError> {
+        self.check_open()?;
+        if from > to {
+            return Err(GatewayError::invalid(format!(
+                "scan range is empty: from {from} > to {to}"
+            )));
+        }
+        let limit = self.rows_per_reply(with_vectors);
+        let mut pending = vec![(from.get(), to.get())];
+        let mut out = Vec::new();
+        while let Some((lo, hi)) = pending.pop() {
+            let expr = queries::id_range(filter, ChunkId::new(lo)?, ChunkId::new(hi)?);
+            let n = self
+                .inner
+                .api
+                .count(self.collection(), &expr, self.config().consistency)
+                .await?;
+            if n == 0 {
+                continue;
+            }
+            if n >= limit && lo < hi {
+                split(&mut pending, lo, hi);
+                continue;
+            }
+            let rows = self.query_rows(expr, Some(limit), with_vectors).await?;
+            if rows.len() as u64 >= limit && lo < hi {
+                // Rows arrived between count and query; split and read again.
+                split(&mut pending, lo, hi);
+                continue;
+            }
+            out.extend(rows);
+        }
+        out.sort_by_key(|r| r.chunk_id);
+        Ok(out)
+    }
+
+    /// The records with these ids, whatever their tenant, ordered by chunk id; missing ids
+    /// are absent from the result.
+    pub async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.check_open()?;
+        let per_call = (self.rows_per_reply(true) as usize).min(IDS_PER_EXPRESSION);
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(per_call) {
+            let rows = self
+                .query_rows(queries::chunk_ids(chunk), None, true)
+                .await?;
+            out.extend(rows.into_iter().filter_map(MilvusRow::into_record));
+        }
+        out.sort_by_key(|r| r.chunk_id);
+        Ok(out)
+    }
+
+    /// Rows matching the filter (`count(*)` at the configured consistency).
+    pub async fn count(&self, filter: ScanFilter) -> Result<u64, GatewayError> {
+        self.check_open()?;
+        let mut expr = queries::scan_filter(filter);
+        if expr.is_empty() {
+            expr = queries::every_row();
+        }
+        self.inner
+            .api
+            .count(self.collection(), &expr, self.config().consistency)
+            .await
+    }
+
+    fn collection(&self) -> &str {
+        &self.inner.config.collection
+    }
+
+    fn rows_per_reply(&self, with_vectors: bool) -> u64 {
+        if with_vectors {
+            let by_bytes = (MAX_REPLY_BYTES / bytes_per_row(self.config().dimension)) as u64;
+            by_bytes.clamp(1, MAX_QUERY_ROWS)
+        } else {
+            MAX_QUERY_ROWS
+        }
+    }
+
+    async fn query_rows(
+        &self,
+        expr: String,
+        limit: Option<u64>,
+        with_vectors: bool,
+    ) -> Result<Vec<MilvusRow>, GatewayError> {
+        let mut output_fields = vec![
+            FIELD_CHUNK_ID.to_string(),
+            FIELD_TENANT_ID.to_string(),
+            FIELD_PROJECT_ID.to_string(),
+        ];
+        if with_vectors {
+            output_fields.push(FIELD_EMBEDDING.to_string());
+        }
+        let rows = self
+            .inner
+            .api
+            .query(&QueryCall {
+                collection: self.collection().to_string(),
+                expr,
+                output_fields,
+                limit,
+                consistency: self.config().consistency,
+            })
+            .await?;
+        rows_to_milvus_rows(rows, with_vectors)
+    }
+
+    fn check_open(&self) -> Result<(), GatewayError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(GatewayError::unavailable(
+                STORE,
+                format!(
+                    "the Milvus store for {} was closed",
+                    self.inner.config.endpoint()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "gateway",
+            store = "milvus",
+            operation,
+            collection = %self.inner.config.collection,
+            rows = tracing::field::Empty,
+        )
+    }
+
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        span: tracing::Span,
+        fut: impl Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        let started = Instant::now();
+        let result = async {
+            self.check_open()?;
+            fut.await
+        }
+        .instrument(span.clone())
+        .await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("vectorgate_store_calls_total",
+            "store" => "milvus", "operation" => operation, "outcome" => outcome)
+        .increment(1);
+        metrics::histogram!("vectorgate_store_call_seconds",
+            "store" => "milvus", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+        if let Err(err) = &result {
+            span.in_scope(|| tracing::warn!(error = %err, "milvus call failed"));
+        }
+        result
+    }
+}
+
+fn split(pending: &mut Vec<(i64, i64)>, lo: i64, hi: i64) {
+    let mid = lo + (hi - lo) / 2;
+    pending.push((mid + 1, hi));
+    pending.push((lo, mid));
+}
+
+fn to_batch(records: &[VectorRecord], dim: Dimension) -> ColumnBatch {
+    let mut batch = ColumnBatch {
+        chunk_ids: Vec::with_capacity(records.len()),
+        tenant_ids: Vec::with_capacity(records.len()),
+        project_ids: Vec::with_capacity(records.len()),
+        dim: dim.get(),
+        embeddings: Vec::with_capacity(records.len() * dim.as_usize()),
+    };
+    for r in records {
+        batch.chunk_ids.push(r.chunk_id.get());
+        batch.tenant_ids.push(r.tenant_id.get());
+        batch.project_ids.push(r.project_id.get());
+        batch.embeddings.extend_from_slice(r.embedding.as_slice());
+    }
+    batch
+}
+
+/// Milvus's native distance to the port's score (higher is more similar): IP returns the
+/// inner product and COSINE the cosine similarity as they are; L2 returns the SQUARED
+/// Euclidean distance, so the score is `-sqrt(d)`.
+pub fn port_score(metric: Metric, distance: f32) -> f32 {
+    match metric {
+        Metric::Ip | Metric::Cosine => distance,
+        Metric::L2 => -distance.max(0.0).sqrt(),
+    }
+}
+
+fn malformed(operation: &'static str, what: impl std::fmt::Display) -> GatewayError {
+    GatewayError::backend(STORE, operation, format!("malformed reply: {what}"))
+}
+
+fn int_column<'a>(rows: &'a Rows, name: &str) -> Result<&'a [i64], GatewayError> {
+    match rows.columns.get(name) {
+        Some(Column::Int64(values)) => Ok(values),
+        _ => Err(malformed("query", format!("no Int64 column {name}"))),
+    }
+}
+
+fn rows_to_milvus_rows(rows: Rows, with_vectors: bool) -> Result<Vec<MilvusRow>, GatewayError> {
+    if rows.columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = int_column(&rows, FIELD_CHUNK_ID)?;
+    let tenants = int_column(&rows, FIELD_TENANT_ID)?;
+    let projects = int_column(&rows, FIELD_PROJECT_ID)?;
+    if tenants.len() != ids.len() || projects.len() != ids.len() {
+        return Err(malformed("query", "columns of different lengths"));
+    }
+    let vectors = if with_vectors {
+        match rows.columns.get(FIELD_EMBEDDING) {
+            Some(Column::FloatVector { dim, values })
+                if *dim > 0 && values.len() == ids.len() * *dim as usize =>
+            {
+                Some((*dim as usize, values))
+            }
+            _ => return Err(malformed("query", "no embedding column of the row count")),
+        }
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for i in 0..ids.len() {
+        let embedding = match vectors {
+            Some((dim, values)) => Some(
+                Embedding::new(values[i * dim..(i + 1) * dim].to_vec())
+                    .map_err(|e| malformed("query", e))?,
+            ),
+            None => None,
+        };
+        out.push(MilvusRow {
+            chunk_id: ChunkId::new(ids[i]).map_err(|e| malformed("query", e))?,
+            tenant_id: TenantId::new(tenants[i]).map_err(|e| malformed("query", e))?,
+            project_id: ProjectId::new(projects[i]).map_err(|e| malformed("query", e))?,
+            embedding,
+        });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl VectorStoreGateway for MilvusStore {
+    fn store_kind(&self) -> StoreKind {
+        STORE
+    }
+
+    fn dimension(&self) -> Dimension {
+        self.inner.config.dimension
+    }
+
+    /// Validates the whole call first (nothing is sent when a record is bad), then sends
+    /// native upserts of at most `rows_per_request()` rows, up to `upsert_concurrency` in
+    /// flight. Upsert is idempotent, so when a request fails part of the call may be
+    /// written and retrying the same call is safe.
+    async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
+        let span = self.span("upsert");
+        span.record("rows", records.len());
+        let config = self.inner.config.clone();
+        self.observed("upsert", span, async move {
+            validate_records(records, config.dimension)?;
+            if records.is_empty() {
+                return Ok(0);
+            }
+            let collection = config.collection.as_str();
+            let api = &self.inner.api;
+            // Batches are built only when a slot is free, so memory stays at
+            // `upsert_concurrency` batches whatever the call's size.
+            let mut chunks = records.chunks(config.rows_per_request());
+            let mut in_flight = FuturesUnordered::new();
+            let mut written = 0u64;
+            loop {
+                while in_flight.len() < config.upsert_concurrency.max(1) {
+                    match chunks.next() {
+                        Some(chunk) => in_flight
+                            .push(api.upsert(collection, to_batch(chunk, config.dimension))),
+                        None => break,
+                    }
+                }
+                match in_flight.next().await {
+                    Some(result) => written += result?,
+                    None => return Ok(written),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes by an expression always bounded by the tenant (ids of another tenant never
+    /// match). Returns the rows Milvus reports deleted.
+    async fn delete_vectors(&self, request: &DeleteRequest) -> Result<u64, GatewayError> {
+        let span = self.span("delete");
+        self.observed("delete", span, async move {
+            request.validate()?;
+            let collection = self.collection();
+            let api = &self.inner.api;
+            match request {
+                DeleteRequest::Chunks {
+                    tenant_id,
+                    projects,
+                    chunk_ids,
+                } => {
+                    let mut deleted = 0;
+                    for ids in chunk_ids.chunks(IDS_PER_EXPRESSION) {
+                        let expr = queries::chunks_in_scope(*tenant_id, projects, ids);
+                        deleted += api.delete(collection, &expr).await?;
+                    }
+                    Ok(deleted)
+                }
+                DeleteRequest::Project {
+                    tenant_id,
+                    project_id,
+                } => {
+                    api.delete(collection, &queries::project_scope(*tenant_id, *project_id))
+                        .await
+                }
+                DeleteRequest::Tenant { tenant_id } => {
+                    api.delete(collection, &queries::tenant_scope(*tenant_id))
+                        .await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Filtered IVF_FLAT search: scope expression, `limit = top_k`, the configured metric,
+    /// nprobe and consistency level; `project_id` as output field.
+    async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, GatewayError> {
+        let span = self.span("search");
+        self.observed("search", span, async move {
+            let config = &self.inner.config;
+            request.validate(config.dimension)?;
+            let call = SearchCall {
+                collection: config.collection.clone(),
+                vector_field: FIELD_EMBEDDING.to_string(),
+                vector: request.embedding.as_slice().to_vec(),
+                filter: queries::scope_filter(&request.scope),
+                limit: request.top_k.get(),
+                metric: config.metric,
+                nprobe: config.effective_nprobe(),
+                consistency: config.consistency,
+                output_fields: vec![FIELD_PROJECT_ID.to_string()],
+            };
+            let raw = self.inner.api.search(&call).await?;
+            let mut hits = Vec::with_capacity(raw.len());
+            for hit in raw {
+                let project = hit
+                    .fields
+                    .get(FIELD_PROJECT_ID)
+                    .copied()
+                    .ok_or_else(|| malformed("search", "a hit lacks project_id"))?;
+                let score = port_score(config.metric, hit.distance);
+                if request.min_score.is_some_and(|min| score < min) {
+                    continue;
+                }
+                hits.push(SearchHit {
+                    chunk_id: ChunkId::new(hit.id).map_err(|e| malformed("search", e))?,
+                    project_id: ProjectId::new(project).map_err(|e| malformed("search", e))?,
+                    score,
+                });
+            }
+            hits.sort_by(|a, b| {
+                b.score
+                    .total_cmp(&a.score)
+                    .then(a.chunk_id.cmp(&b.chunk_id))
+            });
+            hits.truncate(request.top_k.get() as usize);
+            Ok(hits)
+        })
+        .await
+    }
+
+    /// Never fails for an unreachable server or a missing/mismatched collection: those are
+    /// reported in the returned status.
+    async fn health(&self) -> Result<HealthStatus, GatewayError> {
+        let span = self.span("health");
+        self.observed("health", span, async move {
+            let mut health = StoreHealth {
+                store: STORE,
+                reachable: false,
+                server_version: None,
+                collection: None,
+                problem: None,
+            };
+            match self.inner.api.server_version().await {
+                Ok(version) => {
+                    health.reachable = true;
+                    health.server_version = Some(version);
+                }
+                Err(err) => {
+                    health.problem = Some(err.to_string());
+                    return Ok(HealthStatus::single(health));
+                }
+            }
+            let status = match self.inner.schema.status().await {
+                Ok(status) => status,
+                Err(err) => {
+                    health.problem = Some(err.to_string());
+                    return Ok(HealthStatus::single(health));
+                }
+            };
+            let config = &self.inner.config;
+            let mut problems = Vec::new();
+            if !status.exists {
+                problems.push(format!(
+                    "collection {} does not exist (ensure_schema creates it)",
+                    status.name
+                ));
+            } else {
+                if let Some(mismatch) = self.inner.schema.mismatch().await? {
+                    problems.push(format!("schema mismatch: {mismatch}"));
+                }
+                if status.metric.is_some_and(|m| m != config.metric) {
+                    problems.push(format!(
+                        "index metric is {:?}, settings say {}",
+                        status.metric, config.metric
+                    ));
+                }
+                if status.index_type.is_none() {
+                    problems.push("no index on embedding".to_string());
+                }
+                if status.loaded != Some(true) {
+                    problems.push("collection is not loaded (not searchable)".to_string());
+                }
+            }
+            if !problems.is_empty() {
+                health.problem = Some(problems.join("; "));
+            }
+            health.collection = Some(status);
+            Ok(HealthStatus::single(health))
+        })
+        .await
+    }
+
+    /// Marks the store closed: later calls fail with `Unavailable`. The gRPC channel is
+    /// released when the last clone of the store is dropped.
+    async fn close(&self) -> Result<(), GatewayError> {
+        self.inner.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
