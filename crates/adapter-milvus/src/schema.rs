@@ -325,3 +325,148 @@ pub fn field_differences(expected: &[FieldSpec], found: &[FieldSpec]) -> Vec<Str
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::MockMilvusApi;
+    use mockall::Sequence;
+    use vectorgate_testkit::{project, tenant};
+
+    fn config() -> Arc<MilvusConfig> {
+        let mut config = MilvusConfig::new("h", 1, Dimension::new(4).unwrap());
+        config.expected_rows = 20_000;
+        Arc::new(config)
+    }
+
+    #[tokio::test]
+    async fn a_missing_collection_is_created_indexed_and_loaded() {
+        let mut api = MockMilvusApi::new();
+        let mut seq = Sequence::new();
+        api.expect_has_collection()
+            .withf(|name| name == "knowledge_chunks")
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(false));
+        api.expect_create_collection()
+            .withf(|name, fields| {
+                name == "knowledge_chunks" && fields == expected_fields(Dimension::new(4).unwrap())
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        api.expect_create_index()
+            .withf(|name, index| {
+                name == "knowledge_chunks"
+                    && index.index_name == "embedding"
+                    && index.field_name == "embedding"
+                    && index.index_type == "IVF_FLAT"
+                    && index.metric_type == "IP"
+                    && index.params.get("nlist").map(String::as_str) == Some("566")
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        api.expect_load_status()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(LoadStatus::NotLoaded));
+        api.expect_load_collection()
+            .withf(|name| name == "knowledge_chunks")
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(()));
+        let manager = MilvusSchemaManager::new(Arc::new(api), config());
+        manager.ensure_collection().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_mismatched_collection_is_refused_and_not_touched() {
+        let mut api = MockMilvusApi::new();
+        api.expect_has_collection().returning(|_| Ok(true));
+        api.expect_describe_collection().returning(|_| {
+            let mut fields = expected_fields(Dimension::new(8).unwrap());
+            fields.retain(|f| f.name != FIELD_PROJECT_ID);
+            Ok(fields)
+        });
+        api.expect_describe_index().returning(|_, _| {
+            Ok(vec![IndexSpec {
+                metric_type: "L2".into(),
+                ..expected_index(&config())
+            }])
+        });
+        // No create/drop/load expectations: calling any of them fails the test.
+        let manager = MilvusSchemaManager::new(Arc::new(api), config());
+        let err = manager.ensure_collection().await.unwrap_err();
+        match err {
+            GatewayError::SchemaMismatch {
+                object, details, ..
+            } => {
+                assert_eq!(object, "knowledge_chunks");
+                assert!(
+                    details.contains(
+                        "field embedding: expected FloatVector(dim=4), found FloatVector(dim=8)"
+                    ),
+                    "{details}"
+                );
+                assert!(
+                    details.contains("field project_id: expected Int64, missing"),
+                    "{details}"
+                );
+                assert!(
+                    details.contains("index metric: expected IP, found L2"),
+                    "{details}"
+                );
+            }
+            other => panic!("expected SchemaMismatch, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_matching_loaded_collection_needs_no_change() {
+        let mut api = MockMilvusApi::new();
+        api.expect_has_collection().returning(|_| Ok(true));
+        api.expect_describe_collection()
+            .returning(|_| Ok(expected_fields(Dimension::new(4).unwrap())));
+        api.expect_describe_index()
+            .withf(|name, field| name == "knowledge_chunks" && field == "embedding")
+            .returning(|_, _| Ok(vec![expected_index(&config())]));
+        api.expect_load_status()
+            .returning(|_| Ok(LoadStatus::Loaded));
+        let manager = MilvusSchemaManager::new(Arc::new(api), config());
+        manager.ensure_collection().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn partitions_are_released_before_they_are_dropped() {
+        let mut api = MockMilvusApi::new();
+        let mut seq = Sequence::new();
+        api.expect_has_partition()
+            .withf(|c, p| c == "knowledge_chunks" && p == "tenant_7_project_3")
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(true));
+        api.expect_release_partition()
+            .withf(|_, p| p == "tenant_7_project_3")
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        api.expect_drop_partition()
+            .withf(|_, p| p == "tenant_7_project_3")
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        let manager = MilvusSchemaManager::new(Arc::new(api), config());
+        assert!(manager.drop_partition(tenant(7), project(3)).await.unwrap());
+    }
+
+    #[test]
+    fn collection_names_are_validated() {
+        for ok in ["knowledge_chunks", "_x", "A1_b"] {
+            assert!(validate_collection_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1abc", "a-b", "a b", "x;drop", &"a".repeat(256)] {
+            assert!(validate_collection_name(bad).is_err(), "{bad}");
+        }
+    }
+}

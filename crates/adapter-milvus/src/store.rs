@@ -588,3 +588,392 @@ impl VectorStoreGateway for MilvusStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::client::{MockMilvusApi, RawHit};
+    use crate::config::Consistency;
+    use vectorgate_domain::{SearchScope, TopK};
+    use vectorgate_testkit::{chunk, project, tenant};
+
+    fn config() -> MilvusConfig {
+        let mut config = MilvusConfig::new("milvus.test", 19530, Dimension::new(4).unwrap());
+        config.index_nlist = Some(64);
+        config
+    }
+
+    fn store(config: MilvusConfig, api: MockMilvusApi) -> MilvusStore {
+        MilvusStore::with_client(config, Arc::new(api)).unwrap()
+    }
+
+    fn emb(x: f32) -> Embedding {
+        Embedding::new(vec![x, 0.0, 0.0, 1.0]).unwrap()
+    }
+
+    fn rec(id: i64) -> VectorRecord {
+        VectorRecord::new(chunk(id), tenant(1), project(2), emb(id as f32))
+    }
+
+    fn hit(id: i64, distance: f32, project_id: i64) -> RawHit {
+        RawHit {
+            id,
+            distance,
+            fields: BTreeMap::from([(FIELD_PROJECT_ID.to_string(), project_id)]),
+        }
+    }
+
+    #[tokio::test]
+    async fn search_sends_scope_limit_metric_nprobe_consistency_and_output_fields() {
+        let mut config = config();
+        config.metric = Metric::L2;
+        config.search_nprobe = Some(48);
+        let mut api = MockMilvusApi::new();
+        api.expect_search()
+            .withf(|call| {
+                call.collection == "knowledge_chunks"
+                    && call.vector_field == "embedding"
+                    && call.vector == vec![0.5, 0.0, 0.0, 1.0]
+                    && call.filter == "tenant_id == 7 && project_id in [1, 2]"
+                    && call.limit == 3
+                    && call.metric == Metric::L2
+                    && call.nprobe == 48
+                    && call.consistency == Consistency::Session
+                    && call.output_fields == vec!["project_id".to_string()]
+            })
+            .times(1)
+            // L2 distances are squared: 4 -> score -2, 1 -> -1, 9 -> -3.
+            .returning(|_| Ok(vec![hit(10, 4.0, 1), hit(11, 1.0, 2), hit(12, 9.0, 1)]));
+        let store = store(config, api);
+        let scope = SearchScope::projects(tenant(7), [project(2), project(1)]).unwrap();
+        let request = SearchRequest::new(scope, emb(0.5), TopK::new(3).unwrap());
+        let hits = store.search(&request).await.unwrap();
+        assert_eq!(
+            hits,
+            vec![
+                SearchHit {
+                    chunk_id: chunk(11),
+                    project_id: project(2),
+                    score: -1.0
+                },
+                SearchHit {
+                    chunk_id: chunk(10),
+                    project_id: project(1),
+                    score: -2.0
+                },
+                SearchHit {
+                    chunk_id: chunk(12),
+                    project_id: project(1),
+                    score: -3.0
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn min_score_drops_weaker_hits_and_ip_scores_pass_through() {
+        let mut api = MockMilvusApi::new();
+        api.expect_search()
+            .withf(|call| {
+                call.metric == Metric::Ip && call.nprobe == crate::config::derive_nprobe(64)
+            })
+            .returning(|_| Ok(vec![hit(1, 0.9, 2), hit(2, 0.5, 2), hit(3, 0.7, 2)]));
+        let store = store(config(), api);
+        let request = SearchRequest::new(
+            SearchScope::tenant(tenant(1)),
+            emb(1.0),
+            TopK::new(10).unwrap(),
+        )
+        .with_min_score(0.6);
+        let hits = store.search(&request).await.unwrap();
+        let ids: Vec<_> = hits.iter().map(|h| (h.chunk_id.get(), h.score)).collect();
+        assert_eq!(ids, vec![(1, 0.9), (3, 0.7)]);
+    }
+
+    #[tokio::test]
+    async fn configured_consistency_is_sent_with_reads() {
+        let mut config = config();
+        config.consistency = Consistency::Eventually;
+        let mut api = MockMilvusApi::new();
+        api.expect_count()
+            .withf(|collection, expr, consistency| {
+                collection == "knowledge_chunks"
+                    && expr == "chunk_id >= 0"
+                    && *consistency == Consistency::Eventually
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(5));
+        api.expect_count()
+            .withf(|_, expr, _| expr == "tenant_id == 3")
+            .times(1)
+            .returning(|_, _, _| Ok(2));
+        let store = store(config, api);
+        assert_eq!(store.count(ScanFilter::all()).await.unwrap(), 5);
+        assert_eq!(store.count(ScanFilter::tenant(tenant(3))).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn upsert_sends_column_batches_of_at_most_batch_size_rows() {
+        let mut config = config();
+        config.batch_size = 2;
+        config.upsert_concurrency = 1;
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        let mut api = MockMilvusApi::new();
+        api.expect_upsert()
+            .withf(|collection, _| collection == "knowledge_chunks")
+            .times(3)
+            .returning(move |_, batch| {
+                let rows = batch.len() as u64;
+                seen.lock().unwrap().push(batch);
+                Ok(rows)
+            });
+        let store = store(config, api);
+        let records: Vec<_> = (1..=5).map(rec).collect();
+        assert_eq!(store.upsert_vectors(&records).await.unwrap(), 5);
+        let sent = sent.lock().unwrap();
+        let ids: Vec<Vec<i64>> = sent.iter().map(|b| b.chunk_ids.clone()).collect();
+        assert_eq!(ids, vec![vec![1, 2], vec![3, 4], vec![5]]);
+        assert_eq!(sent[0].tenant_ids, vec![1, 1]);
+        assert_eq!(sent[0].project_ids, vec![2, 2]);
+        assert_eq!(sent[0].dim, 4);
+        assert_eq!(
+            sent[0].embeddings,
+            vec![1.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 1.0]
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_upserts_send_nothing() {
+        // No expectations: any call to the mock fails the test.
+        let store = store(config(), MockMilvusApi::new());
+        let wrong_dim = VectorRecord::new(
+            chunk(2),
+            tenant(1),
+            project(1),
+            Embedding::new(vec![1.0; 3]).unwrap(),
+        );
+        let err = store
+            .upsert_vectors(&[rec(1), wrong_dim])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            GatewayError::DimensionMismatch {
+                expected: 4,
+                got: 3
+            }
+        );
+        let err = store.upsert_vectors(&[rec(1), rec(1)]).await.unwrap_err();
+        assert!(err.is_invalid_input());
+        assert_eq!(store.upsert_vectors(&[]).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn upsert_failures_are_returned_as_they_were_mapped() {
+        let mut api = MockMilvusApi::new();
+        api.expect_upsert().returning(|_, _| {
+            Err(GatewayError::backend(
+                StoreKind::Milvus,
+                "upsert",
+                "IllegalArgument: x",
+            ))
+        });
+        let store = store(config(), api);
+        let err = store.upsert_vectors(&[rec(1)]).await.unwrap_err();
+        assert!(matches!(
+            err,
+            GatewayError::Backend {
+                operation: "upsert",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn requests_stay_under_the_request_size_budget() {
+        let mut config = config();
+        assert_eq!(config.rows_per_request(), 1000);
+        config.dimension = Dimension::new(16_000).unwrap();
+        let rows = config.rows_per_request();
+        assert!(rows < 1000);
+        assert!(rows * bytes_per_row(config.dimension) <= crate::config::MAX_REQUEST_BYTES);
+        assert!((rows + 1) * bytes_per_row(config.dimension) > crate::config::MAX_REQUEST_BYTES);
+    }
+
+    #[tokio::test]
+    async fn deletes_are_bounded_by_the_tenant() {
+        let mut api = MockMilvusApi::new();
+        for expected in [
+            "tenant_id == 4 && chunk_id in [1, 2]",
+            "tenant_id == 4 && project_id in [9] && chunk_id in [3]",
+            "tenant_id == 4 && project_id == 9",
+            "tenant_id == 4",
+        ] {
+            api.expect_delete()
+                .withf(move |collection, expr| collection == "knowledge_chunks" && expr == expected)
+                .times(1)
+                .returning(|_, _| Ok(1));
+        }
+        let store = store(config(), api);
+        for request in [
+            DeleteRequest::chunks(tenant(4), [chunk(1), chunk(2)]),
+            DeleteRequest::chunks_in_projects(tenant(4), [project(9)], [chunk(3)]).unwrap(),
+            DeleteRequest::project(tenant(4), project(9)),
+            DeleteRequest::tenant(tenant(4)),
+        ] {
+            assert_eq!(store.delete_vectors(&request).await.unwrap(), 1);
+        }
+        // No ids: nothing sent.
+        let none = DeleteRequest::chunks(tenant(4), std::iter::empty());
+        assert_eq!(store.delete_vectors(&none).await.unwrap(), 0);
+    }
+
+    fn rows(ids: &[i64]) -> Rows {
+        Rows {
+            columns: BTreeMap::from([
+                (FIELD_CHUNK_ID.to_string(), Column::Int64(ids.to_vec())),
+                (
+                    FIELD_TENANT_ID.to_string(),
+                    Column::Int64(vec![1; ids.len()]),
+                ),
+                (
+                    FIELD_PROJECT_ID.to_string(),
+                    Column::Int64(vec![2; ids.len()]),
+                ),
+                (
+                    FIELD_EMBEDDING.to_string(),
+                    Column::FloatVector {
+                        dim: 4,
+                        values: ids
+                            .iter()
+                            .flat_map(|&id| [id as f32, 0.0, 0.0, 1.0])
+                            .collect(),
+                    },
+                ),
+            ]),
+        }
+    }
+
+    #[tokio::test]
+    async fn scan_range_halves_ranges_that_would_overflow_one_reply() {
+        let mut api = MockMilvusApi::new();
+        api.expect_count().returning(|_, expr, _| match expr {
+            "chunk_id >= 0 && chunk_id <= 3 && tenant_id == 1" => Ok(MAX_QUERY_ROWS),
+            "chunk_id >= 0 && chunk_id <= 1 && tenant_id == 1" => Ok(2),
+            "chunk_id >= 2 && chunk_id <= 3 && tenant_id == 1" => Ok(1),
+            other => panic!("unexpected count {other}"),
+        });
+        api.expect_query()
+            .withf(|call| {
+                call.output_fields == ["chunk_id", "tenant_id", "project_id", "embedding"]
+                    && call.limit == Some(MAX_QUERY_ROWS)
+                    && call.consistency == Consistency::Session
+            })
+            .times(2)
+            .returning(|call| match call.expr.as_str() {
+                "chunk_id >= 0 && chunk_id <= 1 && tenant_id == 1" => Ok(rows(&[1, 0])),
+                "chunk_id >= 2 && chunk_id <= 3 && tenant_id == 1" => Ok(rows(&[3])),
+                other => panic!("unexpected query {other}"),
+            });
+        let store = store(config(), api);
+        let scanned = store
+            .scan_range(ScanFilter::tenant(tenant(1)), chunk(0), chunk(3), true)
+            .await
+            .unwrap();
+        let ids: Vec<_> = scanned.iter().map(|r| r.chunk_id.get()).collect();
+        assert_eq!(ids, vec![0, 1, 3]);
+        assert_eq!(scanned[2].embedding, Some(emb(3.0)));
+        assert!(store
+            .scan_range(ScanFilter::all(), chunk(5), chunk(4), false)
+            .await
+            .unwrap_err()
+            .is_invalid_input());
+    }
+
+    #[tokio::test]
+    async fn fetch_queries_ids_of_any_tenant_with_all_fields() {
+        let mut api = MockMilvusApi::new();
+        api.expect_query()
+            .withf(|call| {
+                call.collection == "knowledge_chunks"
+                    && call.expr == "chunk_id in [5, 3]"
+                    && call.output_fields.len() == 4
+                    && call.limit.is_none()
+            })
+            .times(1)
+            .returning(|_| Ok(rows(&[5, 3])));
+        let store = store(config(), api);
+        let records = store.fetch(&[chunk(5), chunk(3)]).await.unwrap();
+        assert_eq!(
+            records,
+            vec![
+                VectorRecord::new(chunk(3), tenant(1), project(2), emb(3.0)),
+                VectorRecord::new(chunk(5), tenant(1), project(2), emb(5.0)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn health_reports_an_unreachable_server_instead_of_failing() {
+        let mut api = MockMilvusApi::new();
+        api.expect_server_version().returning(|| {
+            Err(GatewayError::unavailable(
+                StoreKind::Milvus,
+                "cannot reach milvus.test:19530: refused",
+            ))
+        });
+        let store = store(config(), api);
+        let health = store.health().await.unwrap();
+        let s = &health.stores[0];
+        assert!(!s.reachable);
+        assert!(s.problem.as_deref().unwrap().contains("milvus.test:19530"));
+        assert!(!health.is_healthy());
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_refuses_calls_without_touching_milvus() {
+        let store = store(config(), MockMilvusApi::new());
+        store.close().await.unwrap();
+        let request = SearchRequest::new(
+            SearchScope::tenant(tenant(1)),
+            emb(1.0),
+            TopK::new(1).unwrap(),
+        );
+        assert!(store.search(&request).await.unwrap_err().is_unavailable());
+        assert!(store
+            .upsert_vectors(&[rec(1)])
+            .await
+            .unwrap_err()
+            .is_unavailable());
+        assert!(store
+            .count(ScanFilter::all())
+            .await
+            .unwrap_err()
+            .is_unavailable());
+    }
+
+    #[test]
+    fn construction_validates_the_collection_name_and_does_no_io() {
+        let mut bad = config();
+        bad.collection = "drop collection;".into();
+        assert!(matches!(
+            MilvusStore::with_client(bad, Arc::new(MockMilvusApi::new())),
+            Err(GatewayError::Configuration { .. })
+        ));
+        let store = MilvusStore::new(config()).unwrap();
+        assert_eq!(store.store_kind(), StoreKind::Milvus);
+        assert_eq!(store.dimension().get(), 4);
+    }
+
+    #[test]
+    fn l2_scores_are_negative_euclidean_distances() {
+        assert_eq!(port_score(Metric::L2, 9.0), -3.0);
+        assert_eq!(port_score(Metric::L2, -0.0001), -0.0);
+        assert_eq!(port_score(Metric::Ip, 0.25), 0.25);
+        assert_eq!(port_score(Metric::Cosine, -0.5), -0.5);
+    }
+}
