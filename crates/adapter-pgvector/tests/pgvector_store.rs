@@ -1,0 +1,741 @@
+//! The pgvector store against the real PostgreSQL + pgvector (DATABASE_URL or
+//! target/services.env). Every test works in its own table and drops it at the end.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use vectorgate_adapter_pgvector::{PgIndex, PgVectorConfig, PgVectorStore};
+use vectorgate_domain::{
+    ChunkId, DeleteRequest, Dimension, Embedding, GatewayError, Metric, ProjectFilter, ScanFilter,
+    SearchRequest, SearchScope, TopK, VectorRecord, VectorStoreGateway,
+};
+use vectorgate_testkit::{
+    chunk, exact_top_k, generate_queries, generate_records, project, tenant, unique_name,
+    DataShape, ServicesEnv,
+};
+
+fn config(dim: u32) -> PgVectorConfig {
+    let mut config = PgVectorConfig::new(
+        ServicesEnv::load().database_url(),
+        Dimension::new(dim).unwrap(),
+    );
+    config.table = unique_name("pgv_test");
+    config.max_connections = 4;
+    config
+}
+
+/// Bootstraps a store on a fresh table, runs `body`, and drops the table whatever the
+/// outcome (a failed assertion is re-raised after the cleanup).
+async fn with_store<F, Fut>(config: PgVectorConfig, body: F)
+where
+    F: FnOnce(PgVectorStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let store = PgVectorStore::new(config).unwrap();
+    store.bootstrap().await.expect("bootstrap");
+    let outcome = AssertUnwindSafe(body(store.clone())).catch_unwind().await;
+    drop_table(&store).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn drop_table(store: &PgVectorStore) {
+    // The table name is a validated identifier from unique_name.
+    sqlx_exec(
+        store,
+        &format!("DROP TABLE IF EXISTS {}", store.config().table),
+    )
+    .await;
+}
+
+async fn sqlx_exec(store: &PgVectorStore, sql: &str) {
+    use sqlx::Executor;
+    store.pool().execute(sql).await.expect(sql);
+}
+
+fn record(id: i64, tenant_id: i64, project_id: i64, values: Vec<f32>) -> VectorRecord {
+    VectorRecord::new(
+        chunk(id),
+        tenant(tenant_id),
+        project(project_id),
+        Embedding::new(values).unwrap(),
+    )
+}
+
+fn basis(dim: usize, hot: usize, weight: f32) -> Vec<f32> {
+    let mut v = vec![0.01; dim];
+    v[hot] = weight;
+    v
+}
+
+fn k(n: u32) -> TopK {
+    TopK::new(n).unwrap()
+}
+
+async fn all_rows(store: &PgVectorStore) -> Vec<VectorRecord> {
+    store.scan(ScanFilter::all(), None, 100_000).await.unwrap()
+}
+
+#[tokio::test]
+async fn round_trip_upsert_search_reupsert_delete() {
+    with_store(config(8), |store| async move {
+        let records = vec![
+            record(1, 1, 1, basis(8, 0, 1.0)),
+            record(2, 1, 1, basis(8, 1, 1.0)),
+            record(3, 1, 2, basis(8, 2, 1.0)),
+        ];
+        assert_eq!(store.upsert_vectors(&records).await.unwrap(), 3);
+        assert_eq!(all_rows(&store).await, records);
+
+        let query = Embedding::new(basis(8, 1, 1.0)).unwrap();
+        let request = SearchRequest::new(SearchScope::tenant(tenant(1)), query.clone(), k(3));
+        let hits = store.search(&request).await.unwrap();
+        assert_eq!(hits.len(), 3);
+        assert_eq!(hits[0].chunk_id, chunk(2));
+        let expected = Metric::Ip.score(query.as_slice(), records[1].embedding.as_slice());
+        assert!((hits[0].score - expected).abs() < 1e-5, "{hits:?}");
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+
+        // Re-upsert chunk 2 with another vector and project: replaced, not duplicated.
+        let moved = record(2, 1, 2, basis(8, 5, 1.0));
+        assert_eq!(
+            store
+                .upsert_vectors(std::slice::from_ref(&moved))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.fetch(&[chunk(2)]).await.unwrap(), vec![moved.clone()]);
+        assert_eq!(store.count(ScanFilter::all()).await.unwrap(), 3);
+        let hits = store
+            .search(&SearchRequest::new(
+                SearchScope::tenant(tenant(1)),
+                moved.embedding.clone(),
+                k(1),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            (hits[0].chunk_id, hits[0].project_id),
+            (chunk(2), project(2))
+        );
+
+        // min_score drops weaker hits: only the exact match scores ~1.0.
+        let strict =
+            SearchRequest::new(SearchScope::tenant(tenant(1)), query, k(3)).with_min_score(0.9);
+        assert!(store.search(&strict).await.unwrap().is_empty());
+        let strict = SearchRequest::new(SearchScope::tenant(tenant(1)), moved.embedding, k(3))
+            .with_min_score(0.9);
+        assert_eq!(store.search(&strict).await.unwrap().len(), 1);
+
+        let removed = store
+            .delete_vectors(&DeleteRequest::chunks(tenant(1), [chunk(2)]))
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        let removed = store
+            .delete_vectors(&DeleteRequest::tenant(tenant(1)))
+            .await
+            .unwrap();
+        assert_eq!(removed, 2);
+        let hits = store.search(&request).await.unwrap();
+        assert!(hits.is_empty(), "{hits:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn searches_and_deletes_never_cross_tenants() {
+    with_store(config(8), |store| async move {
+        // Same project ids in both tenants; the tenant-2 vectors are the better matches.
+        let mut records = Vec::new();
+        for i in 0..6 {
+            records.push(record(100 + i, 1, 1 + i % 2, basis(8, i as usize, 0.5)));
+            records.push(record(200 + i, 2, 1 + i % 2, basis(8, i as usize, 1.0)));
+        }
+        store.upsert_vectors(&records).await.unwrap();
+        let query = Embedding::new(basis(8, 0, 1.0)).unwrap();
+
+        let hits = store
+            .search(&SearchRequest::new(
+                SearchScope::tenant(tenant(1)),
+                query.clone(),
+                k(50),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 6);
+        assert!(hits.iter().all(|h| (100..106).contains(&h.chunk_id.get())));
+        let scope = SearchScope::projects(tenant(2), [project(1)]).unwrap();
+        let hits = store
+            .search(&SearchRequest::new(scope, query.clone(), k(50)))
+            .await
+            .unwrap();
+        let ids: Vec<i64> = hits.iter().map(|h| h.chunk_id.get()).collect();
+        assert_eq!(ids.len(), 3);
+        assert!(ids.iter().all(|id| [200, 202, 204].contains(id)), "{ids:?}");
+
+        // Tenant 1 asking to delete tenant 2's chunks removes nothing.
+        let removed = store
+            .delete_vectors(&DeleteRequest::chunks(tenant(1), [chunk(200), chunk(201)]))
+            .await
+            .unwrap();
+        assert_eq!(removed, 0);
+        assert_eq!(
+            store.fetch(&[chunk(200), chunk(201)]).await.unwrap().len(),
+            2
+        );
+        // Restricted to project 2, chunk 100 (project 1) stays.
+        let removed = store
+            .delete_vectors(
+                &DeleteRequest::chunks_in_projects(
+                    tenant(1),
+                    [project(2)],
+                    [chunk(100), chunk(101)],
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(
+            store.fetch(&[chunk(100), chunk(101)]).await.unwrap().len(),
+            1
+        );
+        // A project delete in tenant 1 leaves tenant 2's project of the same id alone.
+        let removed = store
+            .delete_vectors(&DeleteRequest::project(tenant(1), project(1)))
+            .await
+            .unwrap();
+        assert_eq!(removed, 3, "chunks 100, 102 and 104");
+        assert_eq!(
+            store
+                .count(ScanFilter::new(Some(tenant(2)), Some(project(1))).unwrap())
+                .await
+                .unwrap(),
+            3
+        );
+        let removed = store
+            .delete_vectors(&DeleteRequest::tenant(tenant(1)))
+            .await
+            .unwrap();
+        assert_eq!(removed, 2, "chunks 103 and 105");
+        assert_eq!(store.count(ScanFilter::tenant(tenant(2))).await.unwrap(), 6);
+        assert_eq!(store.count(ScanFilter::tenant(tenant(1))).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tenant_with_one_percent_of_rows_still_gets_k_hits() {
+    let mut config = config(32);
+    // ef_search = k: one HNSW pass yields about 10 candidates of which ~1% belong to the
+    // tenant; only the iterative scan can find 10 of its rows.
+    config.ef_search = 10;
+    with_store(config, |store| async move {
+        let shape = DataShape {
+            rows: 5000,
+            dim: 32,
+            tenants: 1,
+            projects_per_tenant: 1,
+            seed: 7,
+        };
+        let mut records = generate_records(shape, 0);
+        for (i, r) in records.iter_mut().enumerate() {
+            // Every 100th row belongs to tenant 1, the rest to tenant 2.
+            r.tenant_id = tenant(if i % 100 == 0 { 1 } else { 2 });
+        }
+        store.upsert_vectors(&records).await.unwrap();
+        sqlx_exec(&store, &format!("ANALYZE {}", store.config().table)).await;
+
+        let tenant_rows: Vec<VectorRecord> = records
+            .iter()
+            .filter(|r| r.tenant_id == tenant(1))
+            .cloned()
+            .collect();
+        assert_eq!(tenant_rows.len(), 50);
+        let check = |plan: Vec<String>| {
+            let store = store.clone();
+            let records = &records;
+            let tenant_rows = &tenant_rows;
+            async move {
+                for query in generate_queries(10, 32, 7) {
+                    let scope = SearchScope::tenant(tenant(1));
+                    let hits = store
+                        .search(&SearchRequest::new(scope.clone(), query.clone(), k(10)))
+                        .await
+                        .unwrap();
+                    assert_eq!(hits.len(), 10, "plan: {plan:?}");
+                    assert!(hits
+                        .iter()
+                        .all(|h| tenant_rows.iter().any(|r| r.chunk_id == h.chunk_id)));
+                    let exact = exact_top_k(records, &scope, query.as_slice(), 10, Metric::Ip);
+                    let recall = vectorgate_testkit::recall(&hits, &exact);
+                    assert!(recall >= 0.8, "recall {recall}, plan {plan:?}");
+                }
+            }
+        };
+        // With the (tenant_id, project_id) btree the planner reads the tenant's 50 rows
+        // and sorts them: exact.
+        check(plan(&store).await).await;
+        // With sorting disabled for its connections, the planner can only order through
+        // the HNSW index: the tenant filter then applies to the index's candidates and
+        // only the iterative scan can find 10 of the tenant's rows.
+        let mut no_sort = store.config().clone();
+        no_sort.database_url = with_url_option(&no_sort.database_url, "enable_sort", "off");
+        let no_sort = PgVectorStore::new(no_sort).unwrap();
+        let hnsw_plan = plan(&no_sort).await;
+        assert!(
+            hnsw_plan.iter().any(|l| l.contains("embedding_idx")),
+            "{hnsw_plan:?}"
+        );
+        let check = |plan: Vec<String>| {
+            let store = no_sort.clone();
+            let records = &records;
+            let tenant_rows = &tenant_rows;
+            async move {
+                for query in generate_queries(10, 32, 7) {
+                    let scope = SearchScope::tenant(tenant(1));
+                    let hits = store
+                        .search(&SearchRequest::new(scope.clone(), query.clone(), k(10)))
+                        .await
+                        .unwrap();
+                    assert_eq!(hits.len(), 10, "plan: {plan:?}");
+                    let exact = exact_top_k(records, &scope, query.as_slice(), 10, Metric::Ip);
+                    let recall = vectorgate_testkit::recall(&hits, &exact);
+                    assert!(recall >= 0.8, "recall {recall}, plan {plan:?}");
+                    assert!(hits
+                        .iter()
+                        .all(|h| tenant_rows.iter().any(|r| r.chunk_id == h.chunk_id)));
+                }
+            }
+        };
+        check(hnsw_plan).await;
+    })
+    .await;
+}
+
+/// Adds a server setting to the connection URL (`options[name]=value`, sent at start-up).
+fn with_url_option(url: &str, name: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options[{name}]={value}")
+}
+
+/// The plan of a tenant-filtered top-10 query like the store's.
+async fn plan(store: &PgVectorStore) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::query(&format!(
+        "EXPLAIN SELECT chunk_id FROM {0} WHERE tenant_id = 1 \
+         ORDER BY embedding <#> (SELECT embedding FROM {0} LIMIT 1) LIMIT 10",
+        store.config().table
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .collect()
+}
+
+/// Records with varied norms, so that IP, cosine and L2 rank differently.
+fn varied_records(rows: usize, dim: usize) -> Vec<VectorRecord> {
+    let shape = DataShape {
+        rows,
+        dim,
+        tenants: 2,
+        projects_per_tenant: 2,
+        seed: 11,
+    };
+    generate_records(shape, 1)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            let scale = 0.5 + (i % 7) as f32 * 0.25;
+            let scaled: Vec<f32> = r.embedding.as_slice().iter().map(|x| x * scale).collect();
+            r.embedding = Embedding::new(scaled).unwrap();
+            r
+        })
+        .collect()
+}
+
+async fn assert_exact_agreement(store: &PgVectorStore, metric: Metric, label: &str) {
+    let records = varied_records(300, 16);
+    store.upsert_vectors(&records).await.unwrap();
+    let scopes = [
+        SearchScope::tenant(tenant(1)),
+        SearchScope::projects(tenant(2), [project(1)]).unwrap(),
+        SearchScope::projects(tenant(1), [project(1), project(2)]).unwrap(),
+    ];
+    for (qi, query) in generate_queries(6, 16, 3).into_iter().enumerate() {
+        let query = Embedding::new(query.as_slice().iter().map(|x| x * 1.5).collect()).unwrap();
+        let scope = &scopes[qi % scopes.len()];
+        let hits = store
+            .search(&SearchRequest::new(scope.clone(), query.clone(), k(10)))
+            .await
+            .unwrap();
+        let exact = exact_top_k(&records, scope, query.as_slice(), 10, metric);
+        let got: Vec<i64> = hits.iter().map(|h| h.chunk_id.get()).collect();
+        let want: Vec<i64> = exact.iter().map(|h| h.chunk_id.get()).collect();
+        assert_eq!(got, want, "{label} {metric} query {qi}");
+        for (h, e) in hits.iter().zip(&exact) {
+            assert!(
+                (h.score - e.score).abs() <= 1e-4,
+                "{label} {metric} query {qi}: {} vs {}",
+                h.score,
+                e.score
+            );
+            assert_eq!(h.project_id, e.project_id);
+        }
+    }
+}
+
+/// Exact search by construction: an IVFFlat index probed in all its lists visits every
+/// row, so the store's top-10 must equal brute force for each metric.
+#[tokio::test]
+async fn exact_search_agrees_with_brute_force_for_each_metric_ivfflat_all_lists() {
+    for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+        let mut config = config(16);
+        config.metric = metric;
+        config.index = PgIndex::IvfFlat { lists: 4 };
+        config.ivfflat_probes = 4;
+        with_store(config, |store| async move {
+            assert_exact_agreement(&store, metric, "ivfflat probes=lists").await;
+        })
+        .await;
+    }
+}
+
+/// The same through HNSW with ef_search (1000) above the row count (300): the graph
+/// search then keeps every reachable row as a candidate.
+#[tokio::test]
+async fn exact_search_agrees_with_brute_force_for_each_metric_hnsw_wide_ef() {
+    for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+        let mut config = config(16);
+        config.metric = metric;
+        config.ef_search = 1000;
+        with_store(config, |store| async move {
+            assert_exact_agreement(&store, metric, "hnsw ef_search=1000").await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_a_typed_error_and_changes_nothing() {
+    with_store(config(8), |store| async move {
+        let before = vec![
+            record(1, 1, 1, basis(8, 0, 1.0)),
+            record(2, 1, 1, basis(8, 1, 1.0)),
+        ];
+        store.upsert_vectors(&before).await.unwrap();
+
+        // A wrong-dimension record among good ones: nothing of the call is written.
+        let batch = vec![
+            record(1, 1, 1, basis(8, 7, 1.0)),
+            record(3, 1, 1, basis(8, 2, 1.0)),
+            record(4, 1, 1, vec![0.5; 9]),
+        ];
+        let err = store.upsert_vectors(&batch).await.unwrap_err();
+        assert_eq!(
+            err,
+            GatewayError::DimensionMismatch {
+                expected: 8,
+                got: 9
+            }
+        );
+        assert_eq!(all_rows(&store).await, before);
+
+        // NaN never becomes an Embedding, so it cannot reach the store.
+        let err = Embedding::new(vec![0.1, f32::NAN, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1]).unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::InvalidInput(m) if m.contains("NaN")),
+            "{err}"
+        );
+
+        // Duplicate ids: invalid input naming the id; the good record 5 is not written.
+        let batch = vec![
+            record(5, 1, 1, basis(8, 3, 1.0)),
+            record(2, 1, 1, basis(8, 4, 1.0)),
+            record(2, 1, 2, basis(8, 5, 1.0)),
+        ];
+        let err = store.upsert_vectors(&batch).await.unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::InvalidInput(m) if m.contains("duplicate chunk_id 2")),
+            "{err}"
+        );
+        assert_eq!(all_rows(&store).await, before);
+
+        // Empty batch: a no-op.
+        assert_eq!(store.upsert_vectors(&[]).await.unwrap(), 0);
+        assert_eq!(store.bulk_load(&[], true).await.unwrap(), 0);
+
+        // k = 0 and an empty project set cannot be expressed.
+        assert!(TopK::new(0).unwrap_err().is_invalid_input());
+        assert!(SearchScope::projects(tenant(1), [])
+            .unwrap_err()
+            .is_invalid_input());
+        let hand_built = DeleteRequest::Chunks {
+            tenant_id: tenant(1),
+            projects: ProjectFilter::Only(Default::default()),
+            chunk_ids: vec![chunk(1)],
+        };
+        let err = store.delete_vectors(&hand_built).await.unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+
+        // A query of the wrong dimension.
+        let request = SearchRequest::new(
+            SearchScope::tenant(tenant(1)),
+            Embedding::new(vec![0.1; 4]).unwrap(),
+            k(3),
+        );
+        let err = store.search(&request).await.unwrap_err();
+        assert_eq!(
+            err,
+            GatewayError::DimensionMismatch {
+                expected: 8,
+                got: 4
+            }
+        );
+        assert_eq!(all_rows(&store).await, before);
+
+        // The same table opened with another dimension or metric: refused, unchanged.
+        let mut other = store.config().clone();
+        other.dimension = Dimension::new(16).unwrap();
+        let err = PgVectorStore::new(other)
+            .unwrap()
+            .bootstrap()
+            .await
+            .unwrap_err();
+        match &err {
+            GatewayError::SchemaMismatch {
+                object, details, ..
+            } => {
+                assert!(object.contains(&store.config().table), "{err}");
+                assert!(
+                    details.contains("vector(8)") && details.contains("vector(16)"),
+                    "{err}"
+                );
+            }
+            other => panic!("expected SchemaMismatch, got {other}"),
+        }
+        let mut other = store.config().clone();
+        other.metric = Metric::L2;
+        let err = PgVectorStore::new(other)
+            .unwrap()
+            .bootstrap()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::SchemaMismatch { details, .. }
+                if details.contains("vector_ip_ops") && details.contains("vector_l2_ops")),
+            "{err}"
+        );
+        assert_eq!(all_rows(&store).await, before);
+        let health = store.health().await.unwrap();
+        assert!(health.is_healthy(), "{health:?}");
+        assert_eq!(
+            health.stores[0].collection.as_ref().unwrap().dimension,
+            Some(8)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_table_missing_a_column_is_refused_and_left_alone() {
+    let config = config(8);
+    let table = config.table.clone();
+    let store = PgVectorStore::new(config).unwrap();
+    sqlx_exec(
+        &store,
+        &format!(
+            "CREATE TABLE {table} (chunk_id bigint PRIMARY KEY, tenant_id bigint NOT NULL, \
+             embedding vector(8) NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+        ),
+    )
+    .await;
+    let result = store.bootstrap().await;
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+    )
+    .bind(&table)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let indexes: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_indexes WHERE tablename = $1")
+        .bind(&table)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    drop_table(&store).await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, GatewayError::SchemaMismatch { details, .. }
+            if details.contains("column project_id is missing")),
+        "{err}"
+    );
+    assert_eq!(
+        columns,
+        ["chunk_id", "tenant_id", "embedding", "updated_at"]
+    );
+    assert_eq!(
+        indexes, 1,
+        "only the primary key: bootstrap created nothing"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_bootstraps_of_one_table_all_succeed() {
+    let config = config(8);
+    let stores: Vec<PgVectorStore> = (0..4)
+        .map(|_| PgVectorStore::new(config.clone()).unwrap())
+        .collect();
+    let results = futures::future::join_all(stores.iter().map(|s| s.bootstrap())).await;
+    let again = stores[0].bootstrap().await;
+    drop_table(&stores[0]).await;
+    for r in results {
+        r.unwrap();
+    }
+    again.unwrap();
+}
+
+#[tokio::test]
+async fn health_reports_version_dimension_index_and_rows() {
+    with_store(config(8), |store| async move {
+        let records: Vec<VectorRecord> = (0..25)
+            .map(|i| record(i, 1, 1, basis(8, (i % 8) as usize, 1.0)))
+            .collect();
+        store.upsert_vectors(&records).await.unwrap();
+        sqlx_exec(&store, &format!("ANALYZE {}", store.config().table)).await;
+        let health = store.health().await.unwrap();
+        assert!(health.is_healthy(), "{health:?}");
+        let pg = &health.stores[0];
+        assert!(pg.reachable);
+        let version = pg.server_version.as_deref().unwrap();
+        assert!(version.contains("pgvector 0.8."), "{version}");
+        let table = pg.collection.as_ref().unwrap();
+        assert_eq!(table.name, store.config().table);
+        assert!(table.exists);
+        assert_eq!(table.dimension, Some(8));
+        assert_eq!(table.metric, Some(Metric::Ip));
+        assert_eq!(table.index_type.as_deref(), Some("hnsw"));
+        assert_eq!(table.index_params.get("m").map(String::as_str), Some("16"));
+        assert_eq!(table.row_count, Some(25));
+        assert!(table.row_count_estimated);
+    })
+    .await;
+
+    // A table that does not exist: reachable, but unhealthy with the reason.
+    let store = PgVectorStore::new(config(8)).unwrap();
+    let health = store.health().await.unwrap();
+    assert!(!health.is_healthy());
+    assert!(health.stores[0].reachable);
+    let problem = health.stores[0].problem.as_deref().unwrap();
+    assert!(problem.contains("does not exist"), "{problem}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_naming_host_not_password() {
+    let mut config = PgVectorConfig::new(
+        "postgres://app:hunter2@127.0.0.1:1/vectorgate",
+        Dimension::new(8).unwrap(),
+    );
+    config.connect_timeout = Duration::from_secs(2);
+    let store = PgVectorStore::new(config).unwrap();
+    // An empty batch is answered without any I/O, even with the server unreachable.
+    assert_eq!(store.upsert_vectors(&[]).await.unwrap(), 0);
+    let err = store
+        .upsert_vectors(&[record(1, 1, 1, basis(8, 0, 1.0))])
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("127.0.0.1:1") && text.contains("upsert"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    let health = store.health().await.unwrap();
+    assert!(!health.stores[0].reachable);
+    assert!(!format!("{health:?}{store:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn bulk_load_then_search_scan_and_fetch() {
+    with_store(config(32), |store| async move {
+        let shape = DataShape {
+            rows: 2000,
+            dim: 32,
+            tenants: 2,
+            projects_per_tenant: 2,
+            seed: 5,
+        };
+        let records = generate_records(shape, 10);
+        let report = store.bulk_load_timed(&records, true).await.unwrap();
+        assert_eq!(report.rows, 2000);
+        assert!(report.index_build.is_some());
+        assert_eq!(store.count(ScanFilter::all()).await.unwrap(), 2000);
+        let health = store.health().await.unwrap();
+        let table = health.stores[0].collection.clone().unwrap();
+        assert_eq!(table.index_type.as_deref(), Some("hnsw"), "index rebuilt");
+
+        // Searching with a stored vector finds that record first, scored ~1 (unit vectors).
+        for r in records.iter().step_by(97) {
+            let hits = store
+                .search(&SearchRequest::new(
+                    SearchScope::projects(r.tenant_id, [r.project_id]).unwrap(),
+                    r.embedding.clone(),
+                    k(5),
+                ))
+                .await
+                .unwrap();
+            assert_eq!(hits.len(), 5);
+            assert_eq!(hits[0].chunk_id, r.chunk_id);
+            assert!((hits[0].score - 1.0).abs() < 1e-4);
+        }
+
+        // Paging by chunk id gives every row of the filter once, in order.
+        let filter = ScanFilter::new(Some(tenant(2)), Some(project(1))).unwrap();
+        let mut paged = Vec::new();
+        let mut after: Option<ChunkId> = None;
+        loop {
+            let page = store.scan(filter, after, 128).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|r| r.chunk_id);
+            paged.extend(page);
+        }
+        let expected: Vec<VectorRecord> = records
+            .iter()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect();
+        assert_eq!(paged, expected);
+        assert_eq!(store.count(filter).await.unwrap(), expected.len() as u64);
+        let fetched = store
+            .fetch(&[chunk(10), chunk(11), chunk(999_999)])
+            .await
+            .unwrap();
+        assert_eq!(fetched, records[..2].to_vec());
+
+        // COPY does not upsert: an existing id fails the whole load, nothing is added.
+        let clash = vec![record(50_000, 1, 1, vec![0.1; 32]), records[0].clone()];
+        let err = store.bulk_load(&clash, false).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GatewayError::Backend {
+                    operation: "bulk_load",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(store.count(ScanFilter::all()).await.unwrap(), 2000);
+    })
+    .await;
+}
