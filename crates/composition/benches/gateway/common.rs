@@ -1,0 +1,286 @@
+//! Pieces every store's benchmark shares: arguments, the data set with its exact answers,
+//! search measurement through the port, percentiles, the results file and the table.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::{json, Map, Value};
+use vectorgate_domain::{
+    Embedding, Metric, SearchHit, SearchRequest, SearchScope, TopK, VectorRecord,
+    VectorStoreGateway,
+};
+use vectorgate_testkit::{
+    exact_top_k, generate_queries, generate_records, project, tenant, DataShape,
+};
+
+/// `cargo bench -p vectorgate-composition --bench gateway -- --store pgvector [...]`
+#[derive(Debug, Clone, Parser)]
+#[command(about = "Benchmarks a vector store through the gateway port")]
+pub struct Args {
+    /// Which store to measure (pgvector, milvus, dual).
+    #[arg(long)]
+    pub store: String,
+    #[arg(long, default_value_t = 20_000)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 768)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 4)]
+    pub tenants: i64,
+    /// Projects per tenant.
+    #[arg(long, default_value_t = 3)]
+    pub projects: i64,
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 10)]
+    pub k: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Search-time effort override (pgvector: hnsw.ef_search); the store's default otherwise.
+    #[arg(long)]
+    pub ef_search: Option<u32>,
+    /// Where the results object is merged.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Passed by `cargo bench` to every harness=false target; ignored.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
+impl Args {
+    pub fn shape(&self) -> DataShape {
+        DataShape {
+            rows: self.rows,
+            dim: self.dim,
+            tenants: self.tenants,
+            projects_per_tenant: self.projects,
+            seed: self.seed,
+        }
+    }
+
+    pub fn results_path(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            vectorgate_testkit::workspace_root().join("target/bench/results.json")
+        })
+    }
+
+    /// The data set's shape, for the `"params"` object (stores add their own settings).
+    pub fn params(&self, metric: Metric) -> Map<String, Value> {
+        let mut params = Map::new();
+        params.insert("rows".into(), json!(self.rows));
+        params.insert("dim".into(), json!(self.dim));
+        params.insert("tenants".into(), json!(self.tenants));
+        params.insert("projects".into(), json!(self.projects));
+        params.insert("queries".into(), json!(self.queries));
+        params.insert("k".into(), json!(self.k));
+        params.insert("seed".into(), json!(self.seed));
+        params.insert("metric".into(), json!(metric.as_str()));
+        params
+    }
+}
+
+/// One benchmark query and its exact answer.
+#[derive(Debug, Clone)]
+pub struct BenchQuery {
+    pub request: SearchRequest,
+    pub exact: Vec<SearchHit>,
+}
+
+/// The deterministic records and queries of a run.
+#[derive(Debug)]
+pub struct Dataset {
+    pub records: Vec<VectorRecord>,
+    pub queries: Vec<BenchQuery>,
+    pub metric: Metric,
+}
+
+impl Dataset {
+    /// Records from `testkit::generate_records`; queries spread over the tenants, every
+    /// other one restricted to a single project and the rest covering the whole tenant,
+    /// each with its exact filtered top-k.
+    pub fn generate(args: &Args, metric: Metric) -> anyhow::Result<Self> {
+        let records = generate_records(args.shape(), 1);
+        let k = TopK::new(args.k)?;
+        let queries = generate_queries(args.queries, args.dim, args.seed)
+            .into_iter()
+            .enumerate()
+            .map(|(i, embedding)| {
+                let tenant_id = tenant(1 + i as i64 % args.tenants);
+                let scope = if i % 2 == 0 {
+                    let p = 1 + (i as i64 / 2) % args.projects;
+                    SearchScope::projects(tenant_id, [project(p)])?
+                } else {
+                    SearchScope::tenant(tenant_id)
+                };
+                let exact = exact_top_k(
+                    &records,
+                    &scope,
+                    embedding.as_slice(),
+                    k.get() as usize,
+                    metric,
+                );
+                Ok(BenchQuery {
+                    request: SearchRequest::new(scope, embedding, k),
+                    exact,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            records,
+            queries,
+            metric,
+        })
+    }
+
+    /// A query embedding for warm-ups.
+    pub fn any_embedding(&self) -> Embedding {
+        self.queries[0].request.embedding.clone()
+    }
+}
+
+/// Search throughput, latency and recall of one measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchFigures {
+    pub qps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub recall: f64,
+    pub searches: usize,
+}
+
+/// Runs every query once per client through the port, `clients` tasks at a time (each
+/// client starts at another offset so that they do not move in lockstep). Recall is the
+/// mean recall@k against the exact answers over all searches.
+pub async fn measure_search(
+    gateway: Arc<dyn VectorStoreGateway>,
+    queries: Arc<Vec<BenchQuery>>,
+    clients: usize,
+) -> anyhow::Result<SearchFigures> {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let gateway = gateway.clone();
+            let queries = queries.clone();
+            tokio::spawn(async move {
+                let n = queries.len();
+                let mut latencies = Vec::with_capacity(n);
+                let mut recall_sum = 0.0;
+                for i in 0..n {
+                    let q = &queries[(i + client * n / clients.max(1)) % n];
+                    let t = Instant::now();
+                    let hits = gateway.search(&q.request).await?;
+                    latencies.push(t.elapsed());
+                    recall_sum += vectorgate_testkit::recall(&hits, &q.exact);
+                }
+                anyhow::Ok((latencies, recall_sum))
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut recall_sum = 0.0;
+    for task in tasks {
+        let (l, r) = task.await??;
+        latencies.extend(l);
+        recall_sum += r;
+    }
+    let elapsed = started.elapsed();
+    let searches = latencies.len();
+    Ok(SearchFigures {
+        qps: searches as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile_ms(&mut latencies, 50.0),
+        p99_ms: percentile_ms(&mut latencies, 99.0),
+        recall: recall_sum / searches.max(1) as f64,
+        searches,
+    })
+}
+
+/// The `p`th percentile (nearest rank) in milliseconds; 0 for no samples.
+pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_unstable();
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, samples.len()) - 1;
+    samples[index].as_secs_f64() * 1000.0
+}
+
+pub fn rows_per_s(rows: usize, elapsed: Duration) -> f64 {
+    rows as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+/// Reads the results object, replaces only `store`'s entry, writes it back.
+pub fn merge_results(path: &Path, store: &str, value: Value) -> anyhow::Result<()> {
+    let mut root = match std::fs::read_to_string(path) {
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => map,
+            _ => anyhow::bail!(
+                "{} exists but is not a JSON object; move it away to start afresh",
+                path.display()
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    root.insert(store.to_string(), value);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(root))?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// One line of the printed table.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub name: String,
+    pub value: String,
+    /// The target, when the figure has one.
+    pub target: Option<String>,
+    pub met: Option<bool>,
+}
+
+impl Figure {
+    pub fn info(name: &str, value: String) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            target: None,
+            met: None,
+        }
+    }
+
+    pub fn target(name: &str, value: String, target: String, met: bool) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            target: Some(target),
+            met: Some(met),
+        }
+    }
+}
+
+/// Prints a markdown table of the figures and their targets.
+pub fn print_table(title: &str, figures: &[Figure]) {
+    println!("\n### {title}\n");
+    println!("| figure | value | target | status |");
+    println!("|---|---:|---|---|");
+    for f in figures {
+        let status = match f.met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "",
+        };
+        println!(
+            "| {} | {} | {} | {} |",
+            f.name,
+            f.value,
+            f.target.as_deref().unwrap_or(""),
+            status
+        );
+    }
+    println!();
+}
