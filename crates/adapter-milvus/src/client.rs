@@ -86,6 +86,17 @@ pub enum LoadStatus {
     Loaded,
 }
 
+/// A segment loaded for search, as the query nodes report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub rows: u64,
+    /// Growing segments take new rows and are searched without the collection's index
+    /// (Milvus 2.3: brute force or its interim index); sealed ones get the index.
+    pub growing: bool,
+    /// Name of the index loaded for the segment; empty when searched without it.
+    pub index_name: String,
+}
+
 /// Rows to upsert, column-wise; `embeddings` is row-major `rows x dim`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ColumnBatch {
@@ -184,6 +195,8 @@ pub trait MilvusApi: Send + Sync {
     async fn release_collection(&self, collection: &str) -> Result<(), GatewayError>;
     /// Seals the growing segments so that they get the collection's index.
     async fn flush(&self, collection: &str) -> Result<(), GatewayError>;
+    /// The segments loaded for search.
+    async fn loaded_segments(&self, collection: &str) -> Result<Vec<SegmentInfo>, GatewayError>;
     /// Native upsert; returns the rows written.
     async fn upsert(&self, collection: &str, batch: ColumnBatch) -> Result<u64, GatewayError>;
     /// Delete by expression; returns the rows deleted as Milvus counts them.
@@ -735,6 +748,23 @@ impl MilvusApi for SdkMilvusApi {
     async fn flush(&self, collection: &str) -> Result<(), GatewayError> {
         let client = self.client().await?;
         self.bounded("flush", client.flush(collection)).await
+    }
+
+    async fn loaded_segments(&self, collection: &str) -> Result<Vec<SegmentInfo>, GatewayError> {
+        let segments = self
+            .client()
+            .await?
+            .list_loaded_segments(collection)
+            .await
+            .map_err(self.err("list loaded segments"))?;
+        Ok(segments
+            .into_iter()
+            .map(|s| SegmentInfo {
+                rows: u64::try_from(s.num_rows).unwrap_or(0),
+                growing: matches!(s.state, milvus::proto::common::SegmentState::Growing),
+                index_name: s.index_name,
+            })
+            .collect())
     }
 
     async fn upsert(&self, collection: &str, batch: ColumnBatch) -> Result<u64, GatewayError> {

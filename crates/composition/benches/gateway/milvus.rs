@@ -1,0 +1,265 @@
+//! Milvus: upsert through the gateway vs the same upserts through milvus-sdk-rust directly,
+//! then filtered search (1 and 8 clients) with recall against exact search.
+//!
+//! Overrides for tuning runs: `MILVUS_NLIST`, `MILVUS_NPROBE`, `MILVUS_UPSERT_CONCURRENCY`,
+//! `MILVUS_CONSISTENCY` (environment), else the adapter's defaults.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use vectorgate_adapter_milvus::{baseline, Consistency, MilvusConfig, MilvusStore};
+use vectorgate_domain::{Dimension, SearchRequest, SearchScope, TopK, VectorStoreGateway};
+use vectorgate_testkit::{tenant, unique_name, ServicesEnv};
+
+use crate::common::{measure_search, print_table, rows_per_s, Args, Dataset, Figure};
+
+const UPSERT_VS_SDK_TARGET: f64 = 0.95;
+const UPSERT_TARGET: f64 = 12_700.0;
+const RECALL_TARGET: f64 = 0.95;
+/// Bound on waiting for Milvus to build the index on the flushed segments.
+const INDEX_WAIT: Duration = Duration::from_secs(300);
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}")),
+        Err(_) => Ok(None),
+    }
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<Value> {
+    let env = ServicesEnv::load();
+    let mut config = MilvusConfig::new(
+        env.milvus_host(),
+        env.milvus_port(),
+        Dimension::new(u32::try_from(args.dim)?)?,
+    );
+    config.expected_rows = args.rows as u64;
+    config.index_nlist = env_parse("MILVUS_NLIST")?;
+    config.search_nprobe = env_parse("MILVUS_NPROBE")?;
+    if let Some(c) = env_parse("MILVUS_UPSERT_CONCURRENCY")? {
+        config.upsert_concurrency = c;
+    }
+    if let Some(c) = env_parse::<Consistency>("MILVUS_CONSISTENCY")? {
+        config.consistency = c;
+    }
+    let make = |purpose: &str| -> anyhow::Result<MilvusStore> {
+        let mut c = config.clone();
+        c.collection = unique_name(&format!("bench_milvus_{purpose}"));
+        Ok(MilvusStore::new(c)?)
+    };
+    let stores = [make("sdk_seq")?, make("sdk")?, make("gateway")?];
+    let outcome = measure(args, &stores).await;
+    for store in &stores {
+        if let Err(e) = store.schema().drop_collection().await {
+            eprintln!("warning: could not drop {}: {e}", store.config().collection);
+        }
+    }
+    outcome
+}
+
+async fn measure(args: &Args, stores: &[MilvusStore; 3]) -> anyhow::Result<Value> {
+    let [sdk_seq_store, sdk_store, gateway_store] = stores;
+    let config = gateway_store.config().clone();
+    let server_version = gateway_store
+        .server_version()
+        .await
+        .context("connecting to Milvus (is `cargo xtask services up` running?)")?;
+    eprintln!(
+        "generating {} records (dim {}) and exact answers...",
+        args.rows, args.dim
+    );
+    let data = Dataset::generate(args, config.metric)?;
+    for store in stores {
+        store.ensure_schema().await?;
+    }
+    let rows = data.records.len();
+    let batch = config.batch_size;
+
+    // The yardstick: the same column-wise upserts (batch 1000) through the SDK's
+    // `Client::upsert` directly, once one request at a time (the plain way) and once with
+    // as many requests in flight as the gateway uses (the gateway's own method, minus the
+    // gateway).
+    eprintln!(
+        "SDK baseline, sequential, into {}...",
+        sdk_seq_store.config().collection
+    );
+    let sdk_seq = rows_per_s(
+        rows,
+        baseline::sdk_upsert(sdk_seq_store.config(), &data.records, batch, 1).await?,
+    );
+    eprintln!(
+        "SDK baseline, {} in flight, into {}...",
+        config.upsert_concurrency,
+        sdk_store.config().collection
+    );
+    let sdk = rows_per_s(
+        rows,
+        baseline::sdk_upsert(
+            sdk_store.config(),
+            &data.records,
+            batch,
+            config.upsert_concurrency,
+        )
+        .await?,
+    );
+
+    eprintln!(
+        "upsert through the gateway into {} (batch {batch}, {} in flight)...",
+        config.collection, config.upsert_concurrency
+    );
+    let gateway: Arc<dyn VectorStoreGateway> = Arc::new(gateway_store.clone());
+    let t = Instant::now();
+    let written = gateway.upsert_vectors(&data.records).await?;
+    let upsert = rows_per_s(rows, t.elapsed());
+    anyhow::ensure!(
+        written as usize == rows,
+        "upserted {written} of {rows} rows"
+    );
+
+    // Milvus indexes sealed segments only: flush so that searches go through the IVF_FLAT
+    // index with our nprobe (growing segments use Milvus's interim index instead).
+    eprintln!("flushing and waiting for the index...");
+    let t = Instant::now();
+    let (indexed, total) = gateway_store.flush_and_wait_indexed(INDEX_WAIT).await?;
+    let index_wait = t.elapsed();
+    anyhow::ensure!(
+        total as usize == rows,
+        "collection holds {total} of {rows} rows"
+    );
+    if indexed < total {
+        eprintln!("warning: only {indexed}/{total} rows indexed after {INDEX_WAIT:?}");
+    }
+
+    let queries = Arc::new(data.queries.clone());
+    let warm_up = SearchRequest::new(
+        SearchScope::tenant(tenant(1)),
+        data.any_embedding(),
+        TopK::new(args.k)?,
+    );
+    for _ in 0..20 {
+        gateway.search(&warm_up).await?;
+    }
+    eprintln!("searching, 1 client...");
+    let one = measure_search(gateway.clone(), queries.clone(), 1).await?;
+    eprintln!("searching, 8 clients...");
+    let eight = measure_search(gateway.clone(), queries, 8).await?;
+
+    let nlist = config.effective_nlist();
+    let nprobe = config.effective_nprobe();
+    let mut params = args.params(config.metric);
+    params.insert("server_version".into(), json!(server_version));
+    params.insert("index".into(), json!(format!("IVF_FLAT(nlist={nlist})")));
+    params.insert("nlist".into(), json!(nlist));
+    params.insert("nprobe".into(), json!(nprobe));
+    params.insert("consistency".into(), json!(config.consistency.to_string()));
+    params.insert("batch_size".into(), json!(batch));
+    params.insert("rows_per_request".into(), json!(config.rows_per_request()));
+    params.insert(
+        "upsert_concurrency".into(),
+        json!(config.upsert_concurrency),
+    );
+    params.insert("indexed_rows".into(), json!(indexed));
+    params.insert(
+        "index_wait_s".into(),
+        json!(round3(index_wait.as_secs_f64())),
+    );
+    params.insert(
+        "upsert_method".into(),
+        json!("native upsert, FieldColumns, batches in flight concurrently"),
+    );
+    params.insert(
+        "sdk_baseline_method".into(),
+        json!("milvus-sdk-rust Client::upsert with the same batches and the same number in flight; sdk_sequential_rows_per_s sends one at a time"),
+    );
+    params.insert(
+        "search_collection".into(),
+        json!("the collection filled by the gateway upsert, flushed and indexed"),
+    );
+    params.insert("load_average".into(), json!(load_average()));
+
+    let ratio = upsert / sdk;
+    let value = json!({
+        "upsert_rows_per_s": round(upsert),
+        "sdk_baseline_rows_per_s": round(sdk),
+        "sdk_sequential_rows_per_s": round(sdk_seq),
+        "upsert_vs_sdk": round3(ratio),
+        "search_qps": round(one.qps),
+        "search_qps_8_clients": round(eight.qps),
+        "recall_at_10": round3(one.recall),
+        "recall_at_10_8_clients": round3(eight.recall),
+        "search_p50_ms": round3(one.p50_ms),
+        "search_p99_ms": round3(one.p99_ms),
+        "search_p50_ms_8_clients": round3(eight.p50_ms),
+        "search_p99_ms_8_clients": round3(eight.p99_ms),
+        "params": params,
+    });
+
+    print_table(
+        &format!(
+            "milvus {server_version}: {} rows, dim {}, {} tenants x {} projects, {} queries, k={}, IVF_FLAT nlist {nlist} nprobe {nprobe}, {}",
+            args.rows, args.dim, args.tenants, args.projects, args.queries, args.k, config.consistency
+        ),
+        &[
+            Figure::target(
+                "upsert_rows_per_s (gateway, batch 1000)",
+                format!("{upsert:.0} ({ratio:.2} x SDK)"),
+                format!(
+                    ">= {UPSERT_VS_SDK_TARGET} x SDK = {:.0} and >= {UPSERT_TARGET:.0}",
+                    UPSERT_VS_SDK_TARGET * sdk
+                ),
+                ratio >= UPSERT_VS_SDK_TARGET && upsert >= UPSERT_TARGET,
+            ),
+            Figure::info(
+                "sdk_baseline_rows_per_s (same batches, same in flight)",
+                format!("{sdk:.0}"),
+            ),
+            Figure::info(
+                "sdk_sequential_rows_per_s (one request at a time)",
+                format!("{sdk_seq:.0}"),
+            ),
+            Figure::info("flush + index wait (s)", format!("{:.1}", index_wait.as_secs_f64())),
+            Figure::info("search_qps (1 client)", format!("{:.1}", one.qps)),
+            Figure::info("search_qps_8_clients", format!("{:.1}", eight.qps)),
+            Figure::target(
+                "recall_at_10 (vs exact filtered search)",
+                format!("{:.3}", one.recall),
+                format!(">= {RECALL_TARGET}"),
+                one.recall >= RECALL_TARGET,
+            ),
+            Figure::info(
+                "search_p50_ms / p99_ms (1 client)",
+                format!("{:.2} / {:.2}", one.p50_ms, one.p99_ms),
+            ),
+            Figure::info(
+                "search_p50_ms / p99_ms (8 clients)",
+                format!("{:.2} / {:.2}", eight.p50_ms, eight.p99_ms),
+            ),
+            Figure::info("load average (1, 5, 15 min)", load_average()),
+        ],
+    );
+    Ok(value)
+}
+
+/// The machine's load when the run ended: throughput on a shared 2-core machine depends
+/// on it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
