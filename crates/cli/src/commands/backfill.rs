@@ -66,6 +66,8 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
         };
         milvus.upsert_vectors(&page).await?;
         copied += page.len() as u64;
+        metrics::counter!("vectorgate_backfill_rows_total").increment(page.len() as u64);
+        metrics::counter!("vectorgate_backfill_batches_total").increment(1);
         checkpoints
             .advance(&job, last, copied, total.max(copied))
             .await?;

@@ -118,74 +118,65 @@ fn print_text(report: &Report) {
             "UNHEALTHY"
         }
     );
-    let dash = || "-".to_string();
-    let rows = report.stores.iter().map(|s| {
+    for s in &report.stores {
         let h = &s.health;
-        let c = h.collection.as_ref();
-        let params = c
-            .map(|c| {
-                c.index_params
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(dash);
-        let rows = c
-            .and_then(|c| {
-                c.row_count.map(|n| {
-                    if c.row_count_estimated {
-                        format!("~{n}")
-                    } else {
-                        n.to_string()
-                    }
-                })
-            })
-            .unwrap_or_else(dash);
-        vec![
-            h.store.to_string(),
-            s.endpoint.clone(),
-            if h.is_healthy() { "ok" } else { "FAIL" }.to_string(),
-            h.server_version.clone().unwrap_or_else(dash),
-            c.map(|c| {
+        println!(
+            "{} at {}: {}",
+            h.store,
+            s.endpoint,
+            if h.is_healthy() { "ok" } else { "FAIL" }
+        );
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        if let Some(version) = &h.server_version {
+            lines.push(("version", version.clone()));
+        }
+        if let Some(c) = &h.collection {
+            let what = match h.store {
+                StoreKind::Milvus => "collection",
+                _ => "table",
+            };
+            lines.push((
+                what,
                 format!(
                     "{} ({})",
                     c.name,
                     if c.exists { "exists" } else { "missing" }
-                )
-            })
-            .unwrap_or_else(dash),
-            c.and_then(|c| c.dimension)
-                .map_or_else(dash, |d| d.to_string()),
-            c.and_then(|c| c.metric)
-                .map_or_else(dash, |m| m.to_string()),
-            c.and_then(|c| c.index_type.clone()).unwrap_or_else(dash),
-            params,
-            c.and_then(|c| c.loaded)
-                .map_or_else(dash, |l| if l { "yes" } else { "no" }.to_string()),
-            rows,
-            h.problem.clone().unwrap_or_default(),
-        ]
-    });
-    println!(
-        "{}",
-        output::table(
-            &[
-                "store",
-                "endpoint",
-                "status",
-                "version",
-                "table/collection",
-                "dim",
-                "metric",
-                "index",
-                "params",
-                "loaded",
-                "rows",
-                "problem",
-            ],
-            rows,
-        )
-    );
+                ),
+            ));
+            if let Some(dim) = c.dimension {
+                lines.push(("dimension", dim.to_string()));
+            }
+            if let Some(metric) = c.metric {
+                lines.push(("metric", metric.to_string()));
+            }
+            if let Some(index) = &c.index_type {
+                let params: Vec<String> = c
+                    .index_params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                lines.push((
+                    "index",
+                    format!("{index} {}", params.join(" ")).trim().to_string(),
+                ));
+            }
+            if let Some(loaded) = c.loaded {
+                lines.push(("loaded", if loaded { "yes" } else { "no" }.to_string()));
+            }
+            if let Some(rows) = c.row_count {
+                let approx = if c.row_count_estimated {
+                    " (estimated)"
+                } else {
+                    ""
+                };
+                lines.push(("rows", format!("{rows}{approx}")));
+            }
+        }
+        if let Some(problem) = &h.problem {
+            lines.push(("problem", crate::one_line(problem)));
+        }
+        for (key, value) in lines {
+            println!("  {key:<11}{value}");
+        }
+    }
 }

@@ -27,12 +27,14 @@ pub async fn run(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<Outcome> {
         pending.push(record?);
         if pending.len() == batch {
             imported += gateway.upsert_vectors(&pending).await?;
+            metrics::counter!("vectorgate_import_rows_total").increment(pending.len() as u64);
             progress.batch(pending.len() as u64, "");
             pending.clear();
         }
     }
     if !pending.is_empty() {
         imported += gateway.upsert_vectors(&pending).await?;
+        metrics::counter!("vectorgate_import_rows_total").increment(pending.len() as u64);
         progress.batch(pending.len() as u64, "");
     }
     progress.finish();
@@ -63,6 +65,7 @@ async fn bulk(ctx: &Ctx, args: &ImportArgs, total: u64) -> anyhow::Result<Outcom
     let records = records(&args.file)?.collect::<anyhow::Result<Vec<_>>>()?;
     let started = std::time::Instant::now();
     let report = store.bulk_load_timed(&records, args.build_index).await?;
+    metrics::counter!("vectorgate_import_rows_total").increment(report.rows);
     store.close().await.ok();
     println!(
         "bulk-loaded {} of {total} records from {} into pgvector table {} in {:.1} s{}",

@@ -44,6 +44,16 @@ pub async fn run(ctx: &Ctx, args: ReconcileArgs) -> anyhow::Result<Outcome> {
     }
     let final_report = after.as_ref().unwrap_or(&before);
     let equal = final_report.is_equal();
+    let totals = final_report.totals();
+    metrics::gauge!("vectorgate_reconcile_missing_in_milvus").set(totals.missing_in_milvus as f64);
+    metrics::gauge!("vectorgate_reconcile_only_in_milvus").set(totals.only_in_milvus as f64);
+    metrics::gauge!("vectorgate_reconcile_differing").set(totals.differing as f64);
+    if let Some(repair) = &repair {
+        metrics::counter!("vectorgate_reconcile_repaired_total", "action" => "upsert")
+            .increment(repair.upserted.len() as u64);
+        metrics::counter!("vectorgate_reconcile_repaired_total", "action" => "delete")
+            .increment(repair.deleted.len() as u64);
+    }
 
     if args.json {
         output::print_json(&JsonReport {
@@ -81,7 +91,7 @@ pub async fn run(ctx: &Ctx, args: ReconcileArgs) -> anyhow::Result<Outcome> {
     if equal {
         Ok(Outcome::Ok)
     } else {
-        let t = final_report.totals();
+        let t = totals;
         eprintln!(
             "error: drift remains: {} missing in Milvus, {} only in Milvus, {} differing, \
              {} rows in pgvector vs {} in Milvus{}",
