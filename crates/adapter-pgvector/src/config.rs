@@ -127,6 +127,12 @@ pub struct PgVectorConfig {
     /// `hnsw.max_scan_tuples`: how far an iterative scan may go to find `k` rows that pass a
     /// tenant/project filter before it stops.
     pub max_scan_tuples: u32,
+    /// Scopes (tenant, or tenant + projects) holding at most this many rows are searched
+    /// exactly: the scope's rows are read through the (tenant_id, project_id) index and
+    /// sorted by distance, so recall is 1 and k rows come back whenever k exist. Larger
+    /// scopes use the vector index. 0 always uses the vector index. Costs one bounded
+    /// count per search (it stops at this many + 1 index entries).
+    pub exact_search_max_rows: u32,
     /// Rows per upsert statement (one round trip and one transaction each).
     pub batch_size: usize,
     pub max_connections: u32,
@@ -143,8 +149,10 @@ pub struct PgVectorConfig {
 
 impl PgVectorConfig {
     /// Defaults: table `knowledge_chunks`, metric IP, HNSW m=16 ef_construction=64,
-    /// ef_search 100 (recall@10 >= 0.95 on the benchmark's filtered queries, see
-    /// `target/bench/results.json`), batches of 1000 rows, 10 connections.
+    /// ef_search 100, exact search for scopes of at most 10,000 rows, batches of 1000
+    /// rows, 10 connections. With these, recall@10 is 1.0 on the benchmark's data set
+    /// (scopes of 1,667 and 5,000 rows of random 768-d vectors, on which HNSW alone at
+    /// ef_search 100 reaches only about 0.3: see "ef_sweep" in target/bench/results.json).
     pub fn new(database_url: impl Into<String>, dimension: Dimension) -> Self {
         Self {
             database_url: database_url.into(),
@@ -155,6 +163,7 @@ impl PgVectorConfig {
             ef_search: 100,
             ivfflat_probes: 10,
             max_scan_tuples: 20_000,
+            exact_search_max_rows: 10_000,
             batch_size: 1000,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
@@ -223,6 +232,7 @@ impl fmt::Debug for PgVectorConfig {
             .field("ef_search", &self.ef_search)
             .field("ivfflat_probes", &self.ivfflat_probes)
             .field("max_scan_tuples", &self.max_scan_tuples)
+            .field("exact_search_max_rows", &self.exact_search_max_rows)
             .field("batch_size", &self.batch_size)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)

@@ -11,8 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgPool, Postgres, Row};
 use vectorgate_domain::{
     validate_records, ChunkId, CollectionStatus, DeleteRequest, Dimension, Embedding, GatewayError,
-    HealthStatus, ProjectFilter, ProjectId, ScanFilter, SearchHit, SearchRequest, StoreHealth,
-    StoreKind, TenantId, VectorRecord, VectorStoreGateway,
+    HealthStatus, ProjectFilter, ProjectId, ScanFilter, SearchHit, SearchRequest, SearchScope,
+    StoreHealth, StoreKind, TenantId, VectorRecord, VectorStoreGateway,
 };
 
 use crate::config::{distance_to_score, operator, redact_url, PgIndex, PgVectorConfig};
@@ -58,6 +58,8 @@ struct Statements {
     upsert: String,
     search_tenant: String,
     search_projects: String,
+    scope_rows_tenant: String,
+    scope_rows_projects: String,
     delete_chunks: String,
     delete_chunks_in_projects: String,
     delete_project: String,
@@ -86,6 +88,15 @@ impl Statements {
             search_tenant: format!("{select} ORDER BY embedding {op} $1 LIMIT $3"),
             search_projects: format!(
                 "{select} AND project_id = ANY($3) ORDER BY embedding {op} $1 LIMIT $4"
+            ),
+            // Bounded counts: they stop after LIMIT rows of the scope index, so a huge
+            // tenant costs no more than a small one.
+            scope_rows_tenant: format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {t} WHERE tenant_id = $1 LIMIT $2) s"
+            ),
+            scope_rows_projects: format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {t} \
+                 WHERE tenant_id = $1 AND project_id = ANY($2) LIMIT $3) s"
             ),
             delete_chunks: format!(
                 "DELETE FROM {t} WHERE tenant_id = $1 AND chunk_id = ANY($2)"
@@ -583,8 +594,49 @@ impl PgVectorStore {
         })
     }
 
+    /// Whether the scope holds at most `exact_search_max_rows` rows (then it is searched
+    /// exactly).
+    async fn scope_is_small(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        scope: &SearchScope,
+    ) -> Result<bool, GatewayError> {
+        let max = self.inner.config.exact_search_max_rows;
+        if max == 0 {
+            return Ok(false);
+        }
+        let sql = &self.inner.sql;
+        let limit = i64::from(max) + 1;
+        let tenant = scope.tenant_id().get();
+        let query = match scope.project_ids() {
+            None => sqlx::query_scalar::<_, i64>(&sql.scope_rows_tenant)
+                .bind(tenant)
+                .bind(limit),
+            Some(projects) => sqlx::query_scalar(&sql.scope_rows_projects)
+                .bind(tenant)
+                .bind(projects.iter().map(|p| p.get()).collect::<Vec<i64>>())
+                .bind(limit),
+        };
+        let rows = query
+            .fetch_one(&mut **conn)
+            .await
+            .map_err(self.map_table_error("search"))?;
+        tracing::debug!(
+            scope_rows = rows,
+            exact = rows < limit,
+            "search plan choice"
+        );
+        Ok(rows < limit)
+    }
+
     /// The `BEGIN` of a search transaction with its per-query settings.
-    fn search_begin(&self, k: u32) -> String {
+    fn search_begin(&self, k: u32, exact: bool) -> String {
+        if exact {
+            // Plain index scans off: the planner can no longer walk the vector index (it
+            // only offers ordered index scans) and reads the scope through a bitmap scan
+            // of the (tenant_id, project_id) index or the table, then sorts: exact.
+            return "BEGIN; SET LOCAL enable_indexscan = off".to_string();
+        }
         let config = &self.inner.config;
         // SET cannot take bind parameters; every value here is a u32 from the validated
         // settings or the request's TopK, never caller text. ef_search is raised to k
@@ -712,10 +764,11 @@ impl VectorStoreGateway for PgVectorStore {
                 .bind(i64::from(k)),
         };
         let mut conn = self.acquire(op).await?;
+        let exact = self.scope_is_small(&mut conn, &request.scope).await?;
         // SET LOCAL needs a transaction; its settings end with it, so a pooled connection
         // never carries them into another caller's query.
         let mut tx = conn
-            .begin_with(self.search_begin(k))
+            .begin_with(self.search_begin(k, exact))
             .await
             .map_err(self.err(op))?;
         let rows = query

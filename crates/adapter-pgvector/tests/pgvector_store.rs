@@ -278,14 +278,15 @@ async fn a_tenant_with_one_percent_of_rows_still_gets_k_hits() {
                 }
             }
         };
-        // With the (tenant_id, project_id) btree the planner reads the tenant's 50 rows
-        // and sorts them: exact.
+        // By default a 50-row scope is searched exactly (exact_search_max_rows).
         check(plan(&store).await).await;
         // With sorting disabled for its connections, the planner can only order through
         // the HNSW index: the tenant filter then applies to the index's candidates and
         // only the iterative scan can find 10 of the tenant's rows.
         let mut no_sort = store.config().clone();
         no_sort.database_url = with_url_option(&no_sort.database_url, "enable_sort", "off");
+        // And no exact search for small scopes (the default would take that path).
+        no_sort.exact_search_max_rows = 0;
         let no_sort = PgVectorStore::new(no_sort).unwrap();
         let hnsw_plan = plan(&no_sort).await;
         assert!(
@@ -401,6 +402,7 @@ async fn exact_search_agrees_with_brute_force_for_each_metric_ivfflat_all_lists(
         config.metric = metric;
         config.index = PgIndex::IvfFlat { lists: 4 };
         config.ivfflat_probes = 4;
+        config.exact_search_max_rows = 0;
         with_store(config, |store| async move {
             assert_exact_agreement(&store, metric, "ivfflat probes=lists").await;
         })
@@ -416,8 +418,24 @@ async fn exact_search_agrees_with_brute_force_for_each_metric_hnsw_wide_ef() {
         let mut config = config(16);
         config.metric = metric;
         config.ef_search = 1000;
+        config.exact_search_max_rows = 0;
         with_store(config, |store| async move {
             assert_exact_agreement(&store, metric, "hnsw ef_search=1000").await;
+        })
+        .await;
+    }
+}
+
+/// The default path for small scopes: the scope's rows read and sorted exactly.
+#[tokio::test]
+async fn exact_search_agrees_with_brute_force_for_each_metric_small_scope_path() {
+    for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+        let mut config = config(16);
+        config.metric = metric;
+        // HNSW at its narrowest: only the exact path can give brute force's answers.
+        config.ef_search = 1;
+        with_store(config, |store| async move {
+            assert_exact_agreement(&store, metric, "exact small-scope search").await;
         })
         .await;
     }
