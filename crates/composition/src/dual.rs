@@ -49,9 +49,12 @@
 //!   conditional: it happens only if no other pending entry overlaps it (shares a chunk id,
 //!   or is a scope delete of a tenant it names). Both intents are pending from before their
 //!   first store write to after their last, so of two overlapping writes in flight at the
-//!   same time the one that settles first sees the other's intent and is kept; only writes
-//!   that were never in flight together (hence ordered the same way in both stores) are
-//!   removed unconditionally.
+//!   same time the one that settles first sees the other's intent and is kept. Writes of
+//!   the same process that provably were not in flight together (one's store writes had
+//!   returned before the other recorded its intent, so both stores saw them in the same
+//!   order) are not counted as conflicts, so a service that rewrites the same ids one call
+//!   after another does not fill the outbox; writes of different processes are treated
+//!   conservatively (kept, replayed by `sync`).
 //! - *A sync racing a writer.* `sync` reads pgvector then writes Milvus; a writer may commit
 //!   X in between and its Milvus write may land before the sync's stale one. `claimed_seq`
 //!   and `done_seq` of the replayed entry are drawn from the same sequence as intent ids, so
@@ -191,11 +194,42 @@ impl Background {
     }
 }
 
+/// This process's writes whose intents are not settled yet, with the order in which they
+/// started (before recording the intent) and finished (both store writes returned).
+#[derive(Debug, Default)]
+struct Unsettled {
+    clock: u64,
+    writes: HashMap<IntentId, (u64, Option<u64>)>,
+}
+
+impl Unsettled {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Writes of this process that were provably not in flight together with `id`: one
+    /// finished before the other started. They cannot have been reordered with it.
+    fn not_concurrent_with(&self, id: IntentId) -> Vec<IntentId> {
+        let Some(&(start, Some(finish))) = self.writes.get(&id) else {
+            return Vec::new();
+        };
+        self.writes
+            .iter()
+            .filter(|(other, (o_start, o_finish))| {
+                **other != id && (o_finish.is_some_and(|f| f < start) || *o_start > finish)
+            })
+            .map(|(other, _)| *other)
+            .collect()
+    }
+}
+
 /// The dual-write gateway. See the module docs for the protocol.
 pub struct DualGateway {
     stores: DualStores,
     options: DualOptions,
     background: Arc<Background>,
+    unsettled: Arc<Mutex<Unsettled>>,
 }
 
 impl std::fmt::Debug for DualGateway {
@@ -227,6 +261,7 @@ impl DualGateway {
             stores,
             options,
             background: Arc::new(Background::default()),
+            unsettled: Arc::new(Mutex::new(Unsettled::default())),
         }
     }
 
@@ -263,17 +298,39 @@ impl DualGateway {
         F1: std::future::Future<Output = Result<u64, GatewayError>>,
         F2: std::future::Future<Output = Result<u64, GatewayError>>,
     {
+        let start = self.unsettled.lock().unwrap().tick();
         let id = self
             .stores
             .outbox
             .record(&intent, self.options.intent_lease)
             .await?;
+        self.unsettled
+            .lock()
+            .unwrap()
+            .writes
+            .insert(id, (start, None));
         let (pg, milvus) = tokio::join!(pg_write, milvus_write);
+        {
+            let mut unsettled = self.unsettled.lock().unwrap();
+            let finish = unsettled.tick();
+            if let Some(entry) = unsettled.writes.get_mut(&id) {
+                entry.1 = Some(finish);
+            }
+        }
         let outbox = Arc::clone(&self.stores.outbox);
+        let unsettled = Arc::clone(&self.unsettled);
+        let settled = move || {
+            unsettled.lock().unwrap().writes.remove(&id);
+        };
         match (pg, milvus) {
             (Ok(written), Ok(_)) => {
+                let registry = Arc::clone(&self.unsettled);
                 self.background.spawn(async move {
-                    match outbox.complete(id, &intent).await {
+                    // Computed when settling, so that writes started since are included.
+                    let not_concurrent = registry.lock().unwrap().not_concurrent_with(id);
+                    let result = outbox.complete(id, &intent, &not_concurrent).await;
+                    settled();
+                    match result {
                         Ok(Completion::Removed) => {}
                         Ok(Completion::KeptForReplay) => tracing::debug!(
                             intent = id,
@@ -292,6 +349,7 @@ impl DualGateway {
                     if let Err(e) = outbox.fail(id, &message).await {
                         tracing::debug!(intent = id, error = %e, "could not release outbox intent; its lease will expire");
                     }
+                    settled();
                 });
                 Ok(written)
             }
@@ -309,6 +367,7 @@ impl DualGateway {
                     if let Err(e) = outbox.fail(id, &message).await {
                         tracing::debug!(intent = id, error = %e, "could not release outbox intent; its lease will expire");
                     }
+                    settled();
                 });
                 Err(err)
             }
@@ -616,5 +675,388 @@ impl VectorStoreGateway for DualGateway {
         self.flush_background().await;
         let (pg, milvus) = tokio::join!(self.stores.pgvector.close(), self.stores.milvus.close());
         pg.and(milvus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::outbox::MemoryOutbox;
+    use crate::test_support::CapturedLogs;
+    use vectorgate_domain::{Embedding, Metric, MockVectorStoreGateway, SearchScope, TopK};
+
+    fn dim() -> Dimension {
+        Dimension::new(4).unwrap()
+    }
+
+    fn rec(id: i64, tenant: i64, project: i64, x: f32) -> VectorRecord {
+        VectorRecord::new(
+            ChunkId::new(id).unwrap(),
+            TenantId::new(tenant).unwrap(),
+            ProjectId::new(project).unwrap(),
+            Embedding::new(vec![x, 1.0, 0.5, -0.25]).unwrap(),
+        )
+    }
+
+    fn t(id: i64) -> TenantId {
+        TenantId::new(id).unwrap()
+    }
+
+    fn c(id: i64) -> ChunkId {
+        ChunkId::new(id).unwrap()
+    }
+
+    struct Fixture {
+        pg: Arc<MemoryStore>,
+        milvus: Arc<MemoryStore>,
+        outbox: Arc<MemoryOutbox>,
+        dual: DualGateway,
+    }
+
+    fn fixture(options: DualOptions) -> Fixture {
+        let pg = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+        let milvus = Arc::new(MemoryStore::new(StoreKind::Milvus, dim(), Metric::Ip));
+        let outbox = Arc::new(MemoryOutbox::new());
+        let dual = DualGateway::new(
+            DualStores {
+                pgvector: pg.clone(),
+                pgvector_rows: pg.clone(),
+                milvus: milvus.clone(),
+                milvus_rows: milvus.clone(),
+                outbox: outbox.clone(),
+            },
+            options,
+        );
+        Fixture {
+            pg,
+            milvus,
+            outbox,
+            dual,
+        }
+    }
+
+    fn pg_mock_accepting_writes() -> MockVectorStoreGateway {
+        let mut pg = MockVectorStoreGateway::new();
+        pg.expect_dimension().return_const(dim());
+        pg.expect_store_kind().return_const(StoreKind::Pgvector);
+        pg.expect_upsert_vectors()
+            .times(1)
+            .returning(|records| Ok(records.len() as u64));
+        pg
+    }
+
+    #[tokio::test]
+    async fn a_failing_milvus_leaves_the_caller_with_ok_one_warning_and_an_outbox_entry() {
+        let logs = CapturedLogs::default();
+        let _guard = logs.install();
+        let mut milvus = MockVectorStoreGateway::new();
+        milvus.expect_store_kind().return_const(StoreKind::Milvus);
+        milvus.expect_upsert_vectors().times(1).returning(|_| {
+            Err(GatewayError::unavailable(
+                StoreKind::Milvus,
+                "127.0.0.1:19530: connection refused",
+            ))
+        });
+        let rows = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+        let outbox = Arc::new(MemoryOutbox::new());
+        let dual = DualGateway::new(
+            DualStores {
+                pgvector: Arc::new(pg_mock_accepting_writes()),
+                pgvector_rows: rows.clone(),
+                milvus: Arc::new(milvus),
+                milvus_rows: rows,
+                outbox: outbox.clone(),
+            },
+            DualOptions::default(),
+        );
+
+        let written = dual
+            .upsert_vectors(&[rec(101, 7, 1, 0.1), rec(102, 7, 2, 0.2)])
+            .await
+            .expect("pgvector committed, so the caller succeeds");
+        assert_eq!(written, 2);
+        dual.flush_background().await;
+
+        let warnings = logs.lines_with("WARN");
+        assert_eq!(warnings.len(), 1, "exactly one warning: {}", logs.text());
+        let warning = &warnings[0];
+        for needle in [
+            "store=\"milvus\"",
+            "operation=\"upsert\"",
+            "tenant=7",
+            "chunk_ids=101,102",
+            "connection refused",
+        ] {
+            assert!(warning.contains(needle), "{needle} missing in {warning}");
+        }
+        let pending = outbox.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].intent.chunk_ids, vec![c(101), c(102)]);
+        assert!(pending[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("connection refused"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_pgvector_fails_the_call_and_sync_removes_what_milvus_got() {
+        // Writes run in parallel, so Milvus may apply a write pgvector then refuses. The
+        // call fails, its intent stays, and sync makes Milvus equal to pgvector again.
+        let mut pg = MockVectorStoreGateway::new();
+        pg.expect_dimension().return_const(dim());
+        pg.expect_upsert_vectors().times(1).returning(|_| {
+            Err(GatewayError::backend(
+                StoreKind::Pgvector,
+                "upsert",
+                "deadlock detected",
+            ))
+        });
+        let pg_rows = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+        let milvus = Arc::new(MemoryStore::new(StoreKind::Milvus, dim(), Metric::Ip));
+        let outbox = Arc::new(MemoryOutbox::new());
+        let dual = DualGateway::new(
+            DualStores {
+                pgvector: Arc::new(pg),
+                pgvector_rows: pg_rows,
+                milvus: milvus.clone(),
+                milvus_rows: milvus.clone(),
+                outbox: outbox.clone(),
+            },
+            DualOptions::default(),
+        );
+
+        let err = dual.upsert_vectors(&[rec(5, 1, 1, 0.5)]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GatewayError::Backend {
+                    store: StoreKind::Pgvector,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        dual.flush_background().await;
+        assert_eq!(outbox.pending().len(), 1, "the intent is kept for replay");
+
+        let report = dual.sync().await.unwrap();
+        assert!(
+            milvus.snapshot().is_empty(),
+            "Milvus holds nothing pgvector lacks"
+        );
+        assert_eq!(report.entries_replayed, 1);
+        assert_eq!(report.remaining, 0);
+    }
+
+    #[tokio::test]
+    async fn an_outbox_failure_fails_the_call_before_either_store_is_touched() {
+        let mut pg = MockVectorStoreGateway::new();
+        pg.expect_dimension().return_const(dim());
+        // No write expectations: a call to either store would panic the test.
+        let milvus = MockVectorStoreGateway::new();
+        let rows = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+        let outbox = Arc::new(MemoryOutbox::new());
+        outbox.set_unavailable(true);
+        let dual = DualGateway::new(
+            DualStores {
+                pgvector: Arc::new(pg),
+                pgvector_rows: rows.clone(),
+                milvus: Arc::new(milvus),
+                milvus_rows: rows,
+                outbox,
+            },
+            DualOptions::default(),
+        );
+        let err = dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_rejected_before_the_outbox() {
+        let f = fixture(DualOptions::default());
+        let wrong_dim = VectorRecord::new(
+            c(1),
+            t(1),
+            ProjectId::new(1).unwrap(),
+            Embedding::new(vec![1.0, 2.0]).unwrap(),
+        );
+        let err = f.dual.upsert_vectors(&[wrong_dim]).await.unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert_eq!(f.outbox.depth().await.unwrap(), 0);
+        assert_eq!(f.pg.write_calls() + f.milvus.write_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn successful_writes_leave_both_stores_equal_and_the_outbox_empty() {
+        let f = fixture(DualOptions::default());
+        f.dual
+            .upsert_vectors(&[rec(1, 1, 1, 0.1), rec(2, 1, 2, 0.2), rec(3, 2, 1, 0.3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            f.dual
+                .delete_vectors(&DeleteRequest::chunks(t(1), [c(2)]))
+                .await
+                .unwrap(),
+            1
+        );
+        f.dual.flush_background().await;
+        assert_eq!(f.pg.snapshot(), f.milvus.snapshot());
+        assert_eq!(f.pg.snapshot().len(), 2);
+        assert_eq!(f.outbox.depth().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn sync_converges_after_milvus_missed_upserts_deletes_moves_and_scope_deletes() {
+        let f = fixture(DualOptions::default());
+        // Before the outage both stores agree.
+        f.dual
+            .upsert_vectors(
+                &(1..=6)
+                    .map(|i| rec(i, 1, i % 2, 0.1 * i as f32))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap();
+        f.dual
+            .upsert_vectors(&[rec(20, 2, 1, 0.9), rec(21, 2, 2, 0.8)])
+            .await
+            .unwrap();
+        f.dual.flush_background().await;
+
+        f.milvus.set_down(true);
+        // New rows, a changed vector, a chunk moved to tenant 3, a chunk delete and a
+        // project delete, all while Milvus is down: every call succeeds.
+        f.dual
+            .upsert_vectors(&[rec(7, 1, 1, 0.7), rec(1, 1, 1, -0.5)])
+            .await
+            .unwrap();
+        f.dual.upsert_vectors(&[rec(2, 3, 9, 0.2)]).await.unwrap();
+        f.dual
+            .delete_vectors(&DeleteRequest::chunks(t(1), [c(3)]))
+            .await
+            .unwrap();
+        f.dual
+            .delete_vectors(&DeleteRequest::project(t(2), ProjectId::new(1).unwrap()))
+            .await
+            .unwrap();
+        f.dual.flush_background().await;
+        assert_eq!(f.outbox.depth().await.unwrap(), 4);
+        assert_ne!(f.pg.snapshot(), f.milvus.snapshot());
+
+        // A sync while Milvus is still down repairs nothing and keeps everything.
+        let report = f.dual.sync().await.unwrap();
+        assert_eq!(report.entries_replayed, 0);
+        assert!(report.entries_failed >= 1);
+        assert_eq!(report.remaining, 4);
+
+        f.milvus.set_down(false);
+        let report = f.dual.sync().await.unwrap();
+        assert_eq!(report.entries_replayed, 4, "{report:?}");
+        assert_eq!(report.remaining, 0);
+        assert_eq!(f.pg.snapshot(), f.milvus.snapshot());
+        assert!(
+            report.deleted >= 2,
+            "chunk 3 and chunk 20 removed: {report:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn searches_read_pgvector_by_default_and_milvus_when_configured() {
+        let query = SearchRequest::new(
+            SearchScope::tenant(t(1)),
+            Embedding::new(vec![1.0, 0.0, 0.0, 0.0]).unwrap(),
+            TopK::new(3).unwrap(),
+        );
+        for (read_from, expected) in [(ReadFrom::Pgvector, 11), (ReadFrom::Milvus, 12)] {
+            let f = fixture(DualOptions {
+                read_from,
+                ..DualOptions::default()
+            });
+            // Different rows behind each store's back tell which one answered.
+            f.pg.put_raw(rec(11, 1, 1, 1.0));
+            f.milvus.put_raw(rec(12, 1, 1, 1.0));
+            let hits = f.dual.search(&query).await.unwrap();
+            assert_eq!(
+                hits.iter().map(|h| h.chunk_id.get()).collect::<Vec<_>>(),
+                vec![expected]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn shadow_reads_query_the_other_store_in_the_background() {
+        let logs = CapturedLogs::default();
+        let _guard = logs.install();
+        let pg = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+        pg.put_raw(rec(1, 1, 1, 1.0));
+        pg.put_raw(rec(2, 1, 1, 0.5));
+        let mut milvus = MockVectorStoreGateway::new();
+        milvus.expect_search().times(1).returning(|_| {
+            Ok(vec![SearchHit {
+                chunk_id: ChunkId::new(1).unwrap(),
+                project_id: ProjectId::new(1).unwrap(),
+                score: 1.0,
+            }])
+        });
+        let dual = DualGateway::new(
+            DualStores {
+                pgvector: pg.clone(),
+                pgvector_rows: pg.clone(),
+                milvus: Arc::new(milvus),
+                milvus_rows: pg,
+                outbox: Arc::new(MemoryOutbox::new()),
+            },
+            DualOptions {
+                shadow_read_rate: 1.0,
+                ..DualOptions::default()
+            },
+        );
+        let query = SearchRequest::new(
+            SearchScope::tenant(t(1)),
+            Embedding::new(vec![1.0, 0.0, 0.0, 0.0]).unwrap(),
+            TopK::new(2).unwrap(),
+        );
+        let hits = dual.search(&query).await.unwrap();
+        assert_eq!(hits.len(), 2);
+        for _ in 0..50 {
+            if !logs.lines_with("shadow read").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let lines = logs.lines_with("shadow read");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        assert!(lines[0].contains("overlap=0.5"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn overlap_is_the_share_of_primary_ids_found() {
+        let hit = |id| SearchHit {
+            chunk_id: c(id),
+            project_id: ProjectId::new(1).unwrap(),
+            score: 0.0,
+        };
+        assert_eq!(top_k_overlap(&[c(1), c(2)], &[hit(2), hit(3)]), 0.5);
+        assert_eq!(top_k_overlap(&[], &[]), 1.0);
+        assert_eq!(top_k_overlap(&[], &[hit(1)]), 0.0);
+    }
+
+    #[tokio::test]
+    async fn health_reports_a_down_milvus_without_failing() {
+        let f = fixture(DualOptions::default());
+        f.milvus.set_down(true);
+        let health = f.dual.health().await.unwrap();
+        assert_eq!(health.stores.len(), 2);
+        assert!(!health.is_healthy());
+        let milvus = health
+            .stores
+            .iter()
+            .find(|s| s.store == StoreKind::Milvus)
+            .unwrap();
+        assert!(!milvus.reachable);
+        assert!(milvus.problem.as_deref().unwrap().contains("down"));
     }
 }

@@ -388,3 +388,182 @@ async fn record_mode(settings: &Settings, state: Option<&dyn ModeState>) {
         Err(err) => tracing::warn!(error = %err, "could not record the vector store mode"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use vectorgate_domain::{Dimension, Metric, MockVectorStoreGateway};
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::outbox::MemoryOutbox;
+    use crate::test_support::CapturedLogs;
+
+    #[derive(Default)]
+    struct MemoryModeState(Mutex<HashMap<String, String>>);
+
+    #[async_trait]
+    impl ModeState for MemoryModeState {
+        async fn swap(
+            &self,
+            key: &str,
+            mode: VectorStoreMode,
+        ) -> Result<Option<String>, GatewayError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .insert(key.to_string(), mode.as_str().to_string()))
+        }
+    }
+
+    /// Counts which stores the factory asks for. Its stores are mocks with no
+    /// expectations: any call on them (a connection, in real life) panics the test.
+    #[derive(Default)]
+    struct CountingProvider {
+        pgvector_built: AtomicUsize,
+        milvus_built: AtomicUsize,
+        outbox: Arc<MemoryOutbox>,
+        state: Arc<MemoryModeState>,
+    }
+
+    fn silent_mock(kind: StoreKind) -> Arc<MockVectorStoreGateway> {
+        let mut mock = MockVectorStoreGateway::new();
+        mock.expect_store_kind().return_const(kind);
+        mock.expect_dimension()
+            .return_const(Dimension::new(8).unwrap());
+        Arc::new(mock)
+    }
+
+    #[async_trait]
+    impl StoreProvider for CountingProvider {
+        async fn pgvector(&self, _settings: &Settings) -> Result<PgParts, GatewayError> {
+            self.pgvector_built.fetch_add(1, Ordering::SeqCst);
+            Ok(PgParts {
+                gateway: silent_mock(StoreKind::Pgvector),
+                rows: Arc::new(MemoryStore::new(
+                    StoreKind::Pgvector,
+                    Dimension::new(8).unwrap(),
+                    Metric::Ip,
+                )),
+                outbox: self.outbox.clone(),
+                mode_state: self.state.clone(),
+            })
+        }
+
+        async fn milvus(&self, _settings: &Settings) -> Result<MilvusParts, GatewayError> {
+            self.milvus_built.fetch_add(1, Ordering::SeqCst);
+            Ok(MilvusParts {
+                gateway: silent_mock(StoreKind::Milvus),
+                rows: Arc::new(MemoryStore::new(
+                    StoreKind::Milvus,
+                    Dimension::new(8).unwrap(),
+                    Metric::Ip,
+                )),
+            })
+        }
+    }
+
+    fn settings(mode: &str) -> Settings {
+        Settings::from_vars([
+            ("VECTOR_STORE_MODE".to_string(), mode.to_string()),
+            ("EMBEDDING_DIM".to_string(), "8".to_string()),
+            (
+                "DATABASE_URL".to_string(),
+                "postgres://u@127.0.0.1:1/db".to_string(),
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_mode_builds_only_the_stores_it_uses() {
+        for (mode, kind, pg, milvus) in [
+            ("pgvector", StoreKind::Pgvector, 1, 0),
+            ("milvus", StoreKind::Milvus, 0, 1),
+            ("dual", StoreKind::Dual, 1, 1),
+        ] {
+            let provider = CountingProvider::default();
+            let gateway = VectorStoreFactory::build_with(&settings(mode), &provider)
+                .await
+                .unwrap();
+            assert_eq!(gateway.store_kind(), kind, "{mode}");
+            assert_eq!(
+                provider.pgvector_built.load(Ordering::SeqCst),
+                pg,
+                "{mode}: pgvector"
+            );
+            assert_eq!(
+                provider.milvus_built.load(Ordering::SeqCst),
+                milvus,
+                "{mode}: milvus"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn constructing_stores_for_a_mode_opens_nothing_it_does_not_use() {
+        // Construction is lazy (the pool needs a runtime but connects on first use); the
+        // assertion is about which stores exist at all.
+        let stores = Stores::for_mode(&settings("pgvector")).unwrap();
+        assert!(stores.pgvector.is_some() && stores.milvus.is_none());
+        let milvus_only = Settings::from_vars([
+            ("VECTOR_STORE_MODE".to_string(), "milvus".to_string()),
+            ("EMBEDDING_DIM".to_string(), "8".to_string()),
+        ])
+        .unwrap();
+        let stores = Stores::for_mode(&milvus_only).unwrap();
+        assert!(stores.pgvector.is_none() && stores.milvus.is_some());
+        let err = stores.require_pgvector().unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Configuration { ref variable, .. } if variable == "DATABASE_URL")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mode_change_is_logged_once_naming_both_modes() {
+        let logs = CapturedLogs::default();
+        let _guard = logs.install();
+        let provider = CountingProvider::default();
+        VectorStoreFactory::build_with(&settings("pgvector"), &provider)
+            .await
+            .unwrap();
+        VectorStoreFactory::build_with(&settings("pgvector"), &provider)
+            .await
+            .unwrap();
+        assert!(
+            logs.lines_with("changed from").is_empty(),
+            "{}",
+            logs.text()
+        );
+        VectorStoreFactory::build_with(&settings("dual"), &provider)
+            .await
+            .unwrap();
+        let changes = logs.lines_with("changed from");
+        assert_eq!(changes.len(), 1, "{}", logs.text());
+        assert!(changes[0].contains("INFO"), "{}", changes[0]);
+        assert!(
+            changes[0].contains("from pgvector to dual"),
+            "{}",
+            changes[0]
+        );
+        assert_eq!(logs.lines_with("vector store mode in use").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn dual_mode_bootstraps_the_outbox_and_a_down_outbox_fails_the_build() {
+        let provider = CountingProvider::default();
+        provider.outbox.set_unavailable(true);
+        let Err(err) = VectorStoreFactory::build_with(&settings("dual"), &provider).await else {
+            panic!("the build must fail when the outbox table cannot be created");
+        };
+        assert!(err.is_unavailable(), "{err}");
+        // pgvector mode does not need the outbox.
+        VectorStoreFactory::build_with(&settings("pgvector"), &provider)
+            .await
+            .unwrap();
+    }
+}

@@ -14,6 +14,7 @@
 
 pub mod dual;
 pub mod factory;
+pub mod memory;
 pub mod observability;
 pub mod outbox;
 pub mod settings;
@@ -23,6 +24,66 @@ pub use factory::{
     AdapterProvider, MilvusParts, MilvusRows, ModeState, PgModeState, PgParts, PgRows,
     StoreProvider, Stores, VectorStoreFactory,
 };
+pub use memory::MemoryStore;
 pub use observability::{install_prometheus_recorder, Instrumented};
 pub use outbox::{Completion, Intent, IntentOp, MemoryOutbox, Outbox, OutboxEntry, PgOutbox};
 pub use settings::{ReadFrom, Settings, SettingsBuilder, VectorStoreMode, VARIABLES};
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// Captures formatted log lines for the current thread (tests run on a current-thread
+    /// runtime, so spawned tasks log here too).
+    #[derive(Clone, Default)]
+    pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+    impl CapturedLogs {
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+
+        pub fn lines_with(&self, needle: &str) -> Vec<String> {
+            self.text()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_string)
+                .collect()
+        }
+
+        /// As [`Self::install`], also printing each span when it closes (with its fields).
+        pub fn install_with_spans(&self) -> tracing::subscriber::DefaultGuard {
+            let logs = self.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .without_time()
+                .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+                .with_writer(move || logs.clone())
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        }
+
+        pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+            let logs = self.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || logs.clone())
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        }
+    }
+
+    impl Write for CapturedLogs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}

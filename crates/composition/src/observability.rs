@@ -175,3 +175,92 @@ impl VectorStoreGateway for Instrumented {
         self.observe("close", None, 0, self.inner.close()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use vectorgate_domain::{ChunkId, Embedding, MockVectorStoreGateway, ProjectId, TenantId};
+
+    use super::*;
+    use crate::test_support::CapturedLogs;
+
+    fn record(tenant: i64) -> VectorRecord {
+        VectorRecord::new(
+            ChunkId::new(1).unwrap(),
+            TenantId::new(tenant).unwrap(),
+            ProjectId::new(1).unwrap(),
+            Embedding::new(vec![1.0, 0.0]).unwrap(),
+        )
+    }
+
+    #[test]
+    fn every_call_gets_a_span_a_counter_and_a_latency_sample() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let logs = CapturedLogs::default();
+        let _guard = logs.install_with_spans();
+        let mut inner = MockVectorStoreGateway::new();
+        inner.expect_store_kind().return_const(StoreKind::Milvus);
+        inner
+            .expect_dimension()
+            .return_const(Dimension::new(2).unwrap());
+        let mut calls = 0;
+        inner.expect_upsert_vectors().times(2).returning(move |_| {
+            calls += 1;
+            if calls == 1 {
+                Ok(1)
+            } else {
+                Err(GatewayError::unavailable(StoreKind::Milvus, "refused"))
+            }
+        });
+        let gateway = Instrumented::new(Arc::new(inner));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                gateway.upsert_vectors(&[record(7)]).await.unwrap();
+                gateway.upsert_vectors(&[record(7)]).await.unwrap_err();
+            })
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        let counter = |outcome: &str| {
+            snapshot.iter().find_map(|(key, _, _, value)| {
+                let k = key.key();
+                let labels: Vec<(String, String)> = k
+                    .labels()
+                    .map(|l| (l.key().to_string(), l.value().to_string()))
+                    .collect();
+                (k.name() == OPERATIONS_TOTAL
+                    && labels.contains(&("outcome".into(), outcome.into()))
+                    && labels.contains(&("store".into(), "milvus".into()))
+                    && labels.contains(&("operation".into(), "upsert".into())))
+                .then_some(value)
+            })
+        };
+        assert_eq!(counter("ok"), Some(&DebugValue::Counter(1)));
+        assert_eq!(counter("unavailable"), Some(&DebugValue::Counter(1)));
+        let latency = snapshot
+            .iter()
+            .find(|(key, _, _, _)| key.key().name() == OPERATION_SECONDS)
+            .map(|(_, _, _, value)| value);
+        assert!(
+            matches!(latency, Some(DebugValue::Histogram(ref samples)) if samples.len() == 2),
+            "{latency:?}"
+        );
+        // One span per call, carrying store, operation, tenant, record count and outcome.
+        let spans = logs.lines_with("vector_store{");
+        assert_eq!(spans.len(), 2, "{}", logs.text());
+        for (line, outcome) in spans.iter().zip(["ok", "unavailable"]) {
+            for needle in [
+                "store=\"milvus\"",
+                "operation=\"upsert\"",
+                "tenant=7",
+                "records=1",
+                &format!("outcome=\"{outcome}\""),
+            ] {
+                assert!(line.contains(needle), "{needle} missing in {line}");
+            }
+        }
+    }
+}

@@ -166,7 +166,16 @@ pub trait Outbox: Send + Sync + fmt::Debug {
 
     /// Both stores applied the write: remove the entry unless a conflicting write or sync
     /// happened meanwhile (then it is kept pending, or re-created if a sync finished it).
-    async fn complete(&self, id: IntentId, intent: &Intent) -> Result<Completion, GatewayError>;
+    ///
+    /// `not_concurrent` lists unclaimed entries of this process known not to have been in
+    /// flight at the same time as this write (one finished its store writes before the other
+    /// recorded its intent); they cannot have been reordered with it and are not conflicts.
+    async fn complete(
+        &self,
+        id: IntentId,
+        intent: &Intent,
+        not_concurrent: &[IntentId],
+    ) -> Result<Completion, GatewayError>;
 
     /// A store failed: the entry stays pending, released for `sync` at once.
     async fn fail(&self, id: IntentId, error: &str) -> Result<(), GatewayError>;
@@ -313,7 +322,12 @@ impl Outbox for PgOutbox {
         self.insert(intent, Some(lease)).await
     }
 
-    async fn complete(&self, id: IntentId, intent: &Intent) -> Result<Completion, GatewayError> {
+    async fn complete(
+        &self,
+        id: IntentId,
+        intent: &Intent,
+        not_concurrent: &[IntentId],
+    ) -> Result<Completion, GatewayError> {
         let t = &self.table;
         // One statement: the conflict test and the delete/re-arm see one snapshot.
         let sql = format!(
@@ -324,6 +338,7 @@ impl Outbox for PgOutbox {
                         SELECT 1 FROM {t} o, me
                         WHERE o.id <> me.id
                           AND (o.done_seq IS NULL OR o.done_seq > me.id)
+                          AND NOT (o.id = ANY($2) AND o.claimed_seq IS NULL AND o.done_seq IS NULL)
                           AND (o.chunk_ids && me.chunk_ids
                                OR ((o.op = 'delete_scope' OR me.op = 'delete_scope')
                                    AND o.tenant_ids && me.tenant_ids))
@@ -340,6 +355,7 @@ impl Outbox for PgOutbox {
         );
         let row = sqlx::query(&sql)
             .bind(id)
+            .bind(not_concurrent)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| pg_err("complete outbox intent", e))?;
@@ -591,7 +607,12 @@ impl Outbox for MemoryOutbox {
         Ok(id)
     }
 
-    async fn complete(&self, id: IntentId, intent: &Intent) -> Result<Completion, GatewayError> {
+    async fn complete(
+        &self,
+        id: IntentId,
+        intent: &Intent,
+        not_concurrent: &[IntentId],
+    ) -> Result<Completion, GatewayError> {
         let mut state = self.guard()?;
         let Some(me) = state.entries.iter().find(|e| e.id == id).cloned() else {
             let new_id = state.next();
@@ -609,7 +630,13 @@ impl Outbox for MemoryOutbox {
         let conflict = me.claimed_seq.is_some()
             || me.done_seq.is_some()
             || state.entries.iter().any(|o| {
-                o.id != id && o.done_seq.is_none_or(|d| d > id) && o.intent.overlaps(&me.intent)
+                let excused = not_concurrent.contains(&o.id)
+                    && o.claimed_seq.is_none()
+                    && o.done_seq.is_none();
+                o.id != id
+                    && !excused
+                    && o.done_seq.is_none_or(|d| d > id)
+                    && o.intent.overlaps(&me.intent)
             });
         if conflict {
             let e = state.entries.iter_mut().find(|e| e.id == id).unwrap();
@@ -750,7 +777,7 @@ mod tests {
         let id = outbox.record(&chunks(&[1, 2]), LEASE).await.unwrap();
         assert_eq!(outbox.depth().await.unwrap(), 1);
         assert_eq!(
-            outbox.complete(id, &chunks(&[1, 2])).await.unwrap(),
+            outbox.complete(id, &chunks(&[1, 2]), &[]).await.unwrap(),
             Completion::Removed
         );
         assert_eq!(outbox.depth().await.unwrap(), 0);
@@ -761,14 +788,14 @@ mod tests {
         let outbox = MemoryOutbox::new();
         let a = outbox.record(&chunks(&[1, 2]), LEASE).await.unwrap();
         let b = outbox.record(&chunks(&[2, 3]), LEASE).await.unwrap();
-        let first = outbox.complete(a, &chunks(&[1, 2])).await.unwrap();
-        let second = outbox.complete(b, &chunks(&[2, 3])).await.unwrap();
+        let first = outbox.complete(a, &chunks(&[1, 2]), &[]).await.unwrap();
+        let second = outbox.complete(b, &chunks(&[2, 3]), &[]).await.unwrap();
         assert_eq!(first, Completion::KeptForReplay);
         assert_eq!(second, Completion::KeptForReplay);
         // Disjoint writes do not hold each other up.
         let d = outbox.record(&chunks(&[9]), LEASE).await.unwrap();
         assert_eq!(
-            outbox.complete(d, &chunks(&[9])).await.unwrap(),
+            outbox.complete(d, &chunks(&[9]), &[]).await.unwrap(),
             Completion::Removed
         );
     }
@@ -785,7 +812,7 @@ mod tests {
         let new = outbox.record(&chunks(&[5]), LEASE).await.unwrap();
         outbox.mark_done(&[old]).await.unwrap();
         assert_eq!(
-            outbox.complete(new, &chunks(&[5])).await.unwrap(),
+            outbox.complete(new, &chunks(&[5]), &[]).await.unwrap(),
             Completion::KeptForReplay,
             "the sync's Milvus write may have landed after ours"
         );
@@ -795,8 +822,32 @@ mod tests {
         assert_eq!(outbox.purge_done().await.unwrap(), 2);
         let later = outbox.record(&chunks(&[5]), LEASE).await.unwrap();
         assert_eq!(
-            outbox.complete(later, &chunks(&[5])).await.unwrap(),
+            outbox.complete(later, &chunks(&[5]), &[]).await.unwrap(),
             Completion::Removed
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_known_not_to_overlap_in_time_do_not_hold_each_other_up() {
+        let outbox = MemoryOutbox::new();
+        let a = outbox.record(&chunks(&[1]), LEASE).await.unwrap();
+        let b = outbox.record(&chunks(&[1]), LEASE).await.unwrap();
+        assert_eq!(
+            outbox.complete(a, &chunks(&[1]), &[b]).await.unwrap(),
+            Completion::Removed
+        );
+        assert_eq!(
+            outbox.complete(b, &chunks(&[1]), &[a]).await.unwrap(),
+            Completion::Removed
+        );
+        // A claimed entry is never excused: a sync may be replaying it.
+        let c = outbox.record(&chunks(&[2]), LEASE).await.unwrap();
+        outbox.fail(c, "x").await.unwrap();
+        outbox.claim(0, 10, LEASE).await.unwrap();
+        let d = outbox.record(&chunks(&[2]), LEASE).await.unwrap();
+        assert_eq!(
+            outbox.complete(d, &chunks(&[2]), &[c]).await.unwrap(),
+            Completion::KeptForReplay
         );
     }
 

@@ -1101,3 +1101,432 @@ pub fn redact_url(url: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const URL: &str = "postgres://app:s3cr3t-pw@db.internal:5432/vectors";
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let s =
+            Settings::from_vars(env(&[("EMBEDDING_DIM", "768"), ("DATABASE_URL", URL)])).unwrap();
+        assert_eq!(s.mode, VectorStoreMode::Pgvector);
+        assert_eq!(s.dimension.get(), 768);
+        assert_eq!(s.metric, Metric::Ip);
+        assert_eq!(s.pgvector.table, "knowledge_chunks");
+        assert_eq!(s.milvus.host, "localhost");
+        assert_eq!(s.milvus.port, 19530);
+        assert_eq!(s.milvus.collection, "knowledge_chunks");
+        assert_eq!(s.dual.read_from, ReadFrom::Pgvector);
+        assert_eq!(s.dual.shadow_read_rate, 0.0);
+        assert_eq!(s.upsert_batch_size, 1000);
+    }
+
+    #[test]
+    fn good_environments_parse() {
+        let cases: Vec<(Vec<(&str, &str)>, Box<dyn Fn(&Settings)>)> = vec![
+            (
+                vec![("VECTOR_STORE_MODE", "milvus"), ("EMBEDDING_DIM", "8")],
+                Box::new(|s| {
+                    assert_eq!(s.mode, VectorStoreMode::Milvus);
+                    assert!(s.database_url.is_none(), "milvus mode needs no PostgreSQL");
+                }),
+            ),
+            (
+                vec![
+                    ("VECTOR_STORE_MODE", " Dual "),
+                    ("EMBEDDING_DIM", "1536"),
+                    ("DATABASE_URL", URL),
+                    ("MILVUS_HOST", "milvus.internal"),
+                    ("MILVUS_PORT", "29530"),
+                    ("MILVUS_METRIC", "cosine"),
+                    ("MILVUS_INDEX_NLIST", "256"),
+                    ("MILVUS_SEARCH_NPROBE", "256"),
+                    ("MILVUS_CONSISTENCY", "Strong"),
+                    ("DUAL_READ_FROM", "milvus"),
+                    ("DUAL_SHADOW_READ_RATE", "0.25"),
+                    ("PGVECTOR_INDEX", "ivfflat"),
+                    ("PGVECTOR_IVFFLAT_LISTS", "50"),
+                    ("PGVECTOR_ACQUIRE_TIMEOUT_MS", "2500"),
+                    ("MILVUS_CALL_TIMEOUT_MS", "1500"),
+                    ("UPSERT_BATCH_SIZE", "250"),
+                ],
+                Box::new(|s| {
+                    assert_eq!(s.mode, VectorStoreMode::Dual);
+                    assert_eq!(s.metric, Metric::Cosine);
+                    assert_eq!(s.milvus.port, 29530);
+                    assert_eq!(s.milvus.index_nlist, Some(256));
+                    assert_eq!(s.milvus.consistency, Consistency::Strong);
+                    assert_eq!(s.dual.read_from, ReadFrom::Milvus);
+                    assert_eq!(s.dual.shadow_read_rate, 0.25);
+                    assert_eq!(s.pgvector.index, PgIndex::IvfFlat { lists: 50 });
+                    assert_eq!(s.pgvector.acquire_timeout, Duration::from_millis(2500));
+                    let pg = s.pgvector_config().unwrap();
+                    assert_eq!(pg.metric, Metric::Cosine);
+                    assert_eq!(pg.batch_size, 250);
+                    let milvus = s.milvus_config();
+                    assert_eq!(milvus.metric, Metric::Cosine);
+                    assert_eq!(milvus.call_timeout, Duration::from_millis(1500));
+                    assert_eq!(milvus.effective_nprobe(), 256);
+                }),
+            ),
+            (
+                vec![
+                    ("EMBEDDING_DIM", "4"),
+                    ("DATABASE_URL", URL),
+                    ("VECTOR_METRIC", "L2"),
+                    ("MILVUS_METRIC", "l2"),
+                    ("MILVUS_PASSWORD", ""),
+                    ("PGVECTOR_HNSW_M", "8"),
+                    ("PGVECTOR_HNSW_EF_CONSTRUCTION", "16"),
+                    ("UNRELATED_VARIABLE", "ignored"),
+                ],
+                Box::new(|s| {
+                    assert_eq!(s.metric, Metric::L2);
+                    assert!(s.milvus.password.is_none(), "empty counts as unset");
+                    assert_eq!(
+                        s.pgvector.index,
+                        PgIndex::Hnsw {
+                            m: 8,
+                            ef_construction: 16
+                        }
+                    );
+                }),
+            ),
+        ];
+        for (vars, check) in cases {
+            let settings = Settings::from_vars(env(&vars))
+                .unwrap_or_else(|e| panic!("{vars:?} should parse: {e}"));
+            check(&settings);
+        }
+    }
+
+    #[test]
+    fn bad_environments_name_the_variable_the_value_and_what_is_accepted() {
+        let base = [("EMBEDDING_DIM", "8"), ("DATABASE_URL", URL)];
+        let cases: &[(&[(&str, &str)], &str, &str, &str)] = &[
+            (
+                &[("VECTOR_STORE_MODE", "both")],
+                "VECTOR_STORE_MODE",
+                "both",
+                "pgvector, milvus or dual",
+            ),
+            (&[("EMBEDDING_DIM", "0")], "EMBEDDING_DIM", "0", "1..=16000"),
+            (
+                &[("EMBEDDING_DIM", "abc")],
+                "EMBEDDING_DIM",
+                "abc",
+                "integer",
+            ),
+            (
+                &[("EMBEDDING_DIM", "16001")],
+                "EMBEDDING_DIM",
+                "16001",
+                "1..=16000",
+            ),
+            (
+                &[("VECTOR_METRIC", "dot")],
+                "VECTOR_METRIC",
+                "dot",
+                "IP, COSINE or L2",
+            ),
+            (
+                &[("VECTOR_METRIC", "IP"), ("MILVUS_METRIC", "L2")],
+                "MILVUS_METRIC",
+                "L2",
+                "same metric",
+            ),
+            (
+                &[("DATABASE_URL", "mysql://h/db")],
+                "DATABASE_URL",
+                "mysql://h/db",
+                "postgres://",
+            ),
+            (
+                &[("PGVECTOR_TABLE", "chunks; drop table x")],
+                "PGVECTOR_TABLE",
+                "chunks; drop table x",
+                "^[a-z_]",
+            ),
+            (
+                &[("PGVECTOR_INDEX", "flat")],
+                "PGVECTOR_INDEX",
+                "flat",
+                "hnsw or ivfflat",
+            ),
+            (
+                &[("PGVECTOR_HNSW_M", "1")],
+                "PGVECTOR_HNSW_M",
+                "1",
+                "2..=100",
+            ),
+            (
+                &[("PGVECTOR_HNSW_EF_CONSTRUCTION", "10")],
+                "PGVECTOR_HNSW_EF_CONSTRUCTION",
+                "10",
+                "2*m",
+            ),
+            (
+                &[("PGVECTOR_HNSW_EF_SEARCH", "5000")],
+                "PGVECTOR_HNSW_EF_SEARCH",
+                "5000",
+                "1..=1000",
+            ),
+            (
+                &[
+                    ("PGVECTOR_INDEX", "ivfflat"),
+                    ("PGVECTOR_IVFFLAT_LISTS", "-3"),
+                ],
+                "PGVECTOR_IVFFLAT_LISTS",
+                "-3",
+                "1..=32768",
+            ),
+            (
+                &[("PGVECTOR_MAX_CONNECTIONS", "0")],
+                "PGVECTOR_MAX_CONNECTIONS",
+                "0",
+                "1..=10000",
+            ),
+            (
+                &[("PGVECTOR_ACQUIRE_TIMEOUT_MS", "1s")],
+                "PGVECTOR_ACQUIRE_TIMEOUT_MS",
+                "1s",
+                "milliseconds",
+            ),
+            (
+                &[("UPSERT_BATCH_SIZE", "0")],
+                "UPSERT_BATCH_SIZE",
+                "0",
+                "1..=100000",
+            ),
+            (
+                &[("MILVUS_PORT", "70000")],
+                "MILVUS_PORT",
+                "70000",
+                "1..=65535",
+            ),
+            (&[("MILVUS_PORT", "0")], "MILVUS_PORT", "0", "1..=65535"),
+            (
+                &[("MILVUS_HOST", "http://milvus:19530")],
+                "MILVUS_HOST",
+                "http://milvus:19530",
+                "without scheme",
+            ),
+            (
+                &[("MILVUS_COLLECTION", "my-chunks")],
+                "MILVUS_COLLECTION",
+                "my-chunks",
+                "A-Za-z",
+            ),
+            (
+                &[("MILVUS_INDEX_NLIST", "0")],
+                "MILVUS_INDEX_NLIST",
+                "0",
+                "1..=65536",
+            ),
+            (
+                &[
+                    ("MILVUS_INDEX_NLIST", "64"),
+                    ("MILVUS_SEARCH_NPROBE", "128"),
+                ],
+                "MILVUS_SEARCH_NPROBE",
+                "128",
+                "MILVUS_INDEX_NLIST (64)",
+            ),
+            (
+                &[("MILVUS_CONSISTENCY", "linearizable")],
+                "MILVUS_CONSISTENCY",
+                "linearizable",
+                "Strong, Session",
+            ),
+            (
+                &[("MILVUS_CALL_TIMEOUT_MS", "0")],
+                "MILVUS_CALL_TIMEOUT_MS",
+                "0",
+                ">= 1",
+            ),
+            (
+                &[("DUAL_READ_FROM", "both")],
+                "DUAL_READ_FROM",
+                "both",
+                "pgvector or milvus",
+            ),
+            (
+                &[("DUAL_SHADOW_READ_RATE", "1.5")],
+                "DUAL_SHADOW_READ_RATE",
+                "1.5",
+                "0..=1",
+            ),
+            (
+                &[("DUAL_SHADOW_READ_RATE", "NaN")],
+                "DUAL_SHADOW_READ_RATE",
+                "NaN",
+                "0..=1",
+            ),
+            (
+                &[("DUAL_OUTBOX_TABLE", "Outbox")],
+                "DUAL_OUTBOX_TABLE",
+                "Outbox",
+                "^[a-z_]",
+            ),
+            (
+                &[("DUAL_INTENT_LEASE_MS", "10")],
+                "DUAL_INTENT_LEASE_MS",
+                "10",
+                ">= 1000",
+            ),
+        ];
+        for (overrides, variable, value, accepted) in cases {
+            let mut vars: HashMap<&str, &str> = base.iter().copied().collect();
+            vars.extend(overrides.iter().copied());
+            let vars: Vec<(String, String)> = vars
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let err = Settings::from_vars(vars).expect_err(&format!("{overrides:?} must fail"));
+            match &err {
+                GatewayError::Configuration {
+                    variable: v,
+                    value: got,
+                    accepted: acc,
+                } => {
+                    assert_eq!(v, variable, "{overrides:?}: {err}");
+                    assert_eq!(got, value, "{overrides:?}: {err}");
+                    assert!(
+                        acc.contains(accepted),
+                        "{overrides:?}: accepted {acc:?} lacks {accepted:?}"
+                    );
+                }
+                other => panic!("{overrides:?}: expected a configuration error, got {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn required_variables_are_named_when_missing() {
+        let err = Settings::from_vars(env(&[("DATABASE_URL", URL)])).unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Configuration { variable, .. } if variable == "EMBEDDING_DIM"),
+            "{err}"
+        );
+        for mode in ["pgvector", "dual"] {
+            let err =
+                Settings::from_vars(env(&[("EMBEDDING_DIM", "8"), ("VECTOR_STORE_MODE", mode)]))
+                    .unwrap_err();
+            match &err {
+                GatewayError::Configuration {
+                    variable, accepted, ..
+                } => {
+                    assert_eq!(variable, "DATABASE_URL");
+                    assert!(accepted.contains(mode), "{accepted}");
+                }
+                other => panic!("{other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_display_or_errors() {
+        let s = Settings::from_vars(env(&[
+            ("VECTOR_STORE_MODE", "dual"),
+            ("EMBEDDING_DIM", "8"),
+            (
+                "DATABASE_URL",
+                "postgres://app:s3cr3t-pw@db:5432/v?password=s3cr3t-pw",
+            ),
+            ("MILVUS_USERNAME", "root"),
+            ("MILVUS_PASSWORD", "milvus-s3cr3t"),
+            ("MILVUS_TOKEN", "root:token-s3cr3t"),
+        ]))
+        .unwrap();
+        let printed = [
+            format!("{s:?}"),
+            format!("{s:#?}"),
+            s.to_string(),
+            format!("{:?}", s.milvus_config()),
+            format!("{:?}", s.pgvector_config().unwrap()),
+        ];
+        for text in &printed {
+            for secret in ["s3cr3t-pw", "milvus-s3cr3t", "token-s3cr3t"] {
+                assert!(!text.contains(secret), "{secret} leaked in {text}");
+            }
+        }
+        assert!(
+            printed[0].contains("postgres://app:***@db:5432/v"),
+            "{}",
+            printed[0]
+        );
+        assert!(printed[2].contains("mode=dual"), "{}", printed[2]);
+        // A bad URL's error names the variable without its password.
+        let err = Settings::from_vars(env(&[
+            ("EMBEDDING_DIM", "8"),
+            ("DATABASE_URL", "mysql://app:s3cr3t-pw@db/x"),
+        ]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t-pw"), "{err}");
+        let err = Settings::from_vars(env(&[
+            ("EMBEDDING_DIM", "8"),
+            ("VECTOR_STORE_MODE", "milvus"),
+            ("MILVUS_TOKEN", "just-a-s3cr3t"),
+        ]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn the_builder_checks_what_the_environment_parser_checks() {
+        let dim = Dimension::new(8).unwrap();
+        let s = Settings::builder(dim)
+            .mode(VectorStoreMode::Dual)
+            .database_url(URL)
+            .milvus_endpoint("127.0.0.1", 29530)
+            .milvus_collection("chunks_test")
+            .read_from(ReadFrom::Milvus)
+            .shadow_read_rate(0.1)
+            .build()
+            .unwrap();
+        assert_eq!(s.milvus_config().endpoint(), "127.0.0.1:29530");
+        assert_eq!(s.dual.read_from, ReadFrom::Milvus);
+        let err = Settings::builder(dim)
+            .mode(VectorStoreMode::Pgvector)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Configuration { ref variable, .. } if variable == "DATABASE_URL")
+        );
+        let err = Settings::builder(dim)
+            .mode(VectorStoreMode::Milvus)
+            .pgvector_table("Bad Name")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Configuration { ref variable, .. } if variable == "PGVECTOR_TABLE")
+        );
+    }
+
+    #[test]
+    fn every_variable_read_is_documented() {
+        // The RawEnv fields and VARIABLES must list the same names (plus the alias).
+        let documented: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
+        let mut vars: Vec<(String, String)> = documented
+            .iter()
+            .map(|n| (n.to_string(), String::new()))
+            .collect();
+        vars.push(("EMBEDDING_DIM".into(), "8".into()));
+        vars.push(("VECTOR_STORE_MODE".into(), "milvus".into()));
+        assert!(Settings::from_vars(vars).is_ok());
+        let mut seen = std::collections::HashSet::new();
+        for name in &documented {
+            assert!(seen.insert(*name), "{name} listed twice");
+        }
+    }
+}
