@@ -50,14 +50,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     if let Some(c) = env_parse::<Consistency>("MILVUS_CONSISTENCY")? {
         config.consistency = c;
     }
-    let make = |purpose: &str| -> anyhow::Result<MilvusStore> {
-        let mut c = config.clone();
-        c.collection = unique_name(&format!("bench_milvus_{purpose}"));
-        Ok(MilvusStore::new(c)?)
-    };
-    let stores = [make("sdk_seq")?, make("sdk")?, make("gateway")?];
-    let outcome = measure(args, &stores).await;
-    for store in &stores {
+    let rounds: usize = env_parse("MILVUS_BENCH_ROUNDS")?.unwrap_or(3).max(1);
+    let mut stores = Vec::new();
+    for round in 0..rounds {
+        for method in Method::ALL {
+            let mut c = config.clone();
+            c.collection = unique_name(&format!("bench_milvus_{}_{round}", method.name()));
+            stores.push((method, MilvusStore::new(c)?));
+        }
+    }
+    let outcome = measure(args, &config, &stores).await;
+    for (_, store) in &stores {
         if let Err(e) = store.schema().drop_collection().await {
             eprintln!("warning: could not drop {}: {e}", store.config().collection);
         }
@@ -65,10 +68,49 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     outcome
 }
 
-async fn measure(args: &Args, stores: &[MilvusStore; 3]) -> anyhow::Result<Value> {
-    let [sdk_seq_store, sdk_store, gateway_store] = stores;
-    let config = gateway_store.config().clone();
-    let server_version = gateway_store
+/// The three ways of writing the same rows that the run compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// milvus-sdk-rust `Client::upsert`, one request at a time.
+    SdkSequential,
+    /// milvus-sdk-rust `Client::upsert`, as many requests in flight as the gateway uses.
+    Sdk,
+    /// `VectorStoreGateway::upsert_vectors` on `MilvusStore`.
+    Gateway,
+}
+
+impl Method {
+    const ALL: [Method; 3] = [Method::SdkSequential, Method::Sdk, Method::Gateway];
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::SdkSequential => "sdkseq",
+            Method::Sdk => "sdk",
+            Method::Gateway => "gateway",
+        }
+    }
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+async fn measure(
+    args: &Args,
+    config: &MilvusConfig,
+    stores: &[(Method, MilvusStore)],
+) -> anyhow::Result<Value> {
+    let server_version = stores[0]
+        .1
         .server_version()
         .await
         .context("connecting to Milvus (is `cargo xtask services up` running?)")?;
@@ -77,52 +119,68 @@ async fn measure(args: &Args, stores: &[MilvusStore; 3]) -> anyhow::Result<Value
         args.rows, args.dim
     );
     let data = Dataset::generate(args, config.metric)?;
-    for store in stores {
-        store.ensure_schema().await?;
-    }
     let rows = data.records.len();
     let batch = config.batch_size;
 
-    // The yardstick: the same column-wise upserts (batch 1000) through the SDK's
-    // `Client::upsert` directly, once one request at a time (the plain way) and once with
-    // as many requests in flight as the gateway uses (the gateway's own method, minus the
-    // gateway).
-    eprintln!(
-        "SDK baseline, sequential, into {}...",
-        sdk_seq_store.config().collection
-    );
-    let sdk_seq = rows_per_s(
-        rows,
-        baseline::sdk_upsert(sdk_seq_store.config(), &data.records, batch, 1).await?,
-    );
-    eprintln!(
-        "SDK baseline, {} in flight, into {}...",
-        config.upsert_concurrency,
-        sdk_store.config().collection
-    );
-    let sdk = rows_per_s(
-        rows,
-        baseline::sdk_upsert(
-            sdk_store.config(),
-            &data.records,
-            batch,
-            config.upsert_concurrency,
-        )
-        .await?,
-    );
-
-    eprintln!(
-        "upsert through the gateway into {} (batch {batch}, {} in flight)...",
-        config.collection, config.upsert_concurrency
-    );
+    // Each method writes the same rows into a fresh collection, in several rounds with the
+    // order rotated, and the median is reported: on a shared 2-core machine the server's
+    // background work (flushes, compaction of the previous round) otherwise favours
+    // whichever method runs first. The yardstick is the same column-wise upserts (batch
+    // 1000) through the SDK's `Client::upsert` directly, with as many requests in flight as
+    // the gateway uses; the sequential SDK figure is the plain way, for reference.
+    let mut samples: Vec<(Method, f64)> = Vec::new();
+    let mut search_store = None;
+    let rounds = stores.len() / Method::ALL.len();
+    for r in 0..rounds {
+        let mut order: Vec<&(Method, MilvusStore)> = stores[r * 3..r * 3 + 3].iter().collect();
+        order.rotate_left(r % 3);
+        for (method, store) in order {
+            store.ensure_schema().await?;
+            let elapsed = match method {
+                Method::SdkSequential => {
+                    baseline::sdk_upsert(store.config(), &data.records, batch, 1).await?
+                }
+                Method::Sdk => {
+                    baseline::sdk_upsert(
+                        store.config(),
+                        &data.records,
+                        batch,
+                        config.upsert_concurrency,
+                    )
+                    .await?
+                }
+                Method::Gateway => {
+                    let t = Instant::now();
+                    let written = store.upsert_vectors(&data.records).await?;
+                    anyhow::ensure!(written as usize == rows, "upserted {written} of {rows}");
+                    t.elapsed()
+                }
+            };
+            let rate = rows_per_s(rows, elapsed);
+            eprintln!("round {r}: {:<8} {rate:>8.0} rows/s", method.name());
+            samples.push((*method, rate));
+            if *method == Method::Gateway {
+                if let Some(previous) = search_store.replace(store.clone()) {
+                    previous.schema().drop_collection().await?;
+                }
+            } else {
+                // Keep the server's memory for the collection that is searched.
+                store.schema().drop_collection().await?;
+            }
+        }
+    }
+    let of = |m: Method| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|(method, _)| *method == m)
+            .map(|(_, r)| round(*r))
+            .collect()
+    };
+    let upsert = median(&of(Method::Gateway));
+    let sdk = median(&of(Method::Sdk));
+    let sdk_seq = median(&of(Method::SdkSequential));
+    let gateway_store = search_store.context("no gateway round ran")?;
     let gateway: Arc<dyn VectorStoreGateway> = Arc::new(gateway_store.clone());
-    let t = Instant::now();
-    let written = gateway.upsert_vectors(&data.records).await?;
-    let upsert = rows_per_s(rows, t.elapsed());
-    anyhow::ensure!(
-        written as usize == rows,
-        "upserted {written} of {rows} rows"
-    );
 
     // Milvus indexes sealed segments only: flush so that searches go through the IVF_FLAT
     // index with our nprobe (growing segments use Milvus's interim index instead).
@@ -181,7 +239,7 @@ async fn measure(args: &Args, stores: &[MilvusStore; 3]) -> anyhow::Result<Value
     );
     params.insert(
         "search_collection".into(),
-        json!("the collection filled by the gateway upsert, flushed and indexed"),
+        json!("the collection filled by the last gateway round, flushed and indexed"),
     );
     params.insert("load_average".into(), json!(load_average()));
 
