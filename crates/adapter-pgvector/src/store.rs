@@ -58,6 +58,8 @@ struct Statements {
     upsert: String,
     search_tenant: String,
     search_projects: String,
+    exact_tenant: String,
+    exact_projects: String,
     scope_rows_tenant: String,
     scope_rows_projects: String,
     delete_chunks: String,
@@ -88,6 +90,19 @@ impl Statements {
             search_tenant: format!("{select} ORDER BY embedding {op} $1 LIMIT $3"),
             search_projects: format!(
                 "{select} AND project_id = ANY($3) ORDER BY embedding {op} $1 LIMIT $4"
+            ),
+            // The OFFSET 0 fence keeps the planner from pushing the ORDER BY into the
+            // subquery, so the vector index cannot serve it: the scope is read (through
+            // the tenant/project index or the table), each distance computed once, and
+            // the best k kept by a top-k sort. Exact, without a transaction to switch
+            // index scans off.
+            exact_tenant: format!(
+                "SELECT chunk_id, project_id, distance FROM ({select} OFFSET 0) s \
+                 ORDER BY distance LIMIT $3"
+            ),
+            exact_projects: format!(
+                "SELECT chunk_id, project_id, distance FROM \
+                 ({select} AND project_id = ANY($3) OFFSET 0) s ORDER BY distance LIMIT $4"
             ),
             // Bounded counts: they stop after LIMIT rows of the scope index, so a huge
             // tenant costs no more than a small one.
@@ -629,14 +644,8 @@ impl PgVectorStore {
         Ok(rows < limit)
     }
 
-    /// The `BEGIN` of a search transaction with its per-query settings.
-    fn search_begin(&self, k: u32, exact: bool) -> String {
-        if exact {
-            // Plain index scans off: the planner can no longer walk the vector index (it
-            // only offers ordered index scans) and reads the scope through a bitmap scan
-            // of the (tenant_id, project_id) index or the table, then sorts: exact.
-            return "BEGIN; SET LOCAL enable_indexscan = off".to_string();
-        }
+    /// The `BEGIN` of a vector-index search transaction with its per-query settings.
+    fn search_begin(&self, k: u32) -> String {
         let config = &self.inner.config;
         // SET cannot take bind parameters; every value here is a u32 from the validated
         // settings or the request's TopK, never caller text. ef_search is raised to k
@@ -752,30 +761,41 @@ impl VectorStoreGateway for PgVectorStore {
         let k = request.top_k.get();
         let embedding = Vector::from(request.embedding.as_slice().to_vec());
         let tenant = request.scope.tenant_id().get();
+        let mut conn = self.acquire(op).await?;
+        let exact = self.scope_is_small(&mut conn, &request.scope).await?;
+        let sql = &self.inner.sql;
+        let (tenant_sql, projects_sql) = if exact {
+            (&sql.exact_tenant, &sql.exact_projects)
+        } else {
+            (&sql.search_tenant, &sql.search_projects)
+        };
         let query = match request.scope.project_ids() {
-            None => sqlx::query(&self.inner.sql.search_tenant)
+            None => sqlx::query(tenant_sql)
                 .bind(embedding)
                 .bind(tenant)
                 .bind(i64::from(k)),
-            Some(projects) => sqlx::query(&self.inner.sql.search_projects)
+            Some(projects) => sqlx::query(projects_sql)
                 .bind(embedding)
                 .bind(tenant)
                 .bind(projects.iter().map(|p| p.get()).collect::<Vec<i64>>())
                 .bind(i64::from(k)),
         };
-        let mut conn = self.acquire(op).await?;
-        let exact = self.scope_is_small(&mut conn, &request.scope).await?;
-        // SET LOCAL needs a transaction; its settings end with it, so a pooled connection
-        // never carries them into another caller's query.
-        let mut tx = conn
-            .begin_with(self.search_begin(k, exact))
-            .await
-            .map_err(self.err(op))?;
-        let rows = query
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(self.map_table_error(op))?;
-        tx.commit().await.map_err(self.err(op))?;
+        let rows = if exact {
+            query.fetch_all(&mut *conn).await
+        } else {
+            // SET LOCAL needs a transaction; its settings end with it, so a pooled
+            // connection never carries them into another caller's query.
+            let mut tx = conn
+                .begin_with(self.search_begin(k))
+                .await
+                .map_err(self.err(op))?;
+            let rows = query.fetch_all(&mut *tx).await;
+            if rows.is_ok() {
+                tx.commit().await.map_err(self.err(op))?;
+            }
+            rows
+        }
+        .map_err(self.map_table_error(op))?;
         let mut hits = Vec::with_capacity(rows.len());
         for row in &rows {
             let decode = |e: sqlx::Error| GatewayError::backend(StoreKind::Pgvector, op, e);
