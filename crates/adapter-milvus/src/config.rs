@@ -212,3 +212,69 @@ pub fn bytes_per_row(dimension: Dimension) -> usize {
 pub fn derive_nprobe(nlist: u32) -> u32 {
     (nlist as u64 * 9).div_ceil(10).max(1) as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn config() -> MilvusConfig {
+        MilvusConfig::new("h", 19530, Dimension::new(768).unwrap())
+    }
+
+    #[test]
+    fn consistency_parses_case_insensitively_and_round_trips() {
+        for level in [
+            Consistency::Strong,
+            Consistency::Session,
+            Consistency::Bounded,
+            Consistency::Eventually,
+        ] {
+            assert_eq!(level.to_string().parse::<Consistency>().unwrap(), level);
+            assert_eq!(
+                level
+                    .to_string()
+                    .to_uppercase()
+                    .parse::<Consistency>()
+                    .unwrap(),
+                level
+            );
+        }
+        assert_eq!(Consistency::default(), Consistency::Session);
+        let err = "sometimes".parse::<Consistency>().unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("Strong, Session, Bounded or Eventually"));
+    }
+
+    #[test]
+    fn nlist_follows_the_expected_size_and_nprobe_the_nlist() {
+        let mut c = config();
+        c.expected_rows = 20_000;
+        assert_eq!(c.effective_nlist(), 566);
+        assert_eq!(c.effective_nprobe(), 510, "90% of the lists");
+        assert_eq!(derive_nprobe(1), 1);
+        assert_eq!(derive_nprobe(16), 15);
+        c.expected_rows = 10;
+        assert_eq!(c.effective_nlist(), 16, "small collections still get 16 lists");
+        c.expected_rows = u64::MAX;
+        assert_eq!(c.effective_nlist(), MAX_NLIST);
+        c.index_nlist = Some(1024);
+        c.search_nprobe = Some(5000);
+        assert_eq!(c.effective_nprobe(), 1024, "nprobe is capped at nlist");
+        let exact = c.exact_search();
+        assert_eq!(exact.effective_nprobe(), exact.effective_nlist());
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let mut c = config();
+        c.username = Some("root".into());
+        c.password = Some(SecretString::from("hunter2-password".to_string()));
+        c.token = Some(SecretString::from("root:token-secret".to_string()));
+        let text = format!("{c:?}");
+        assert!(!text.contains("hunter2-password") && !text.contains("token-secret"));
+        assert!(text.contains("root"));
+        assert_eq!(c.endpoint(), "h:19530");
+    }
+}
