@@ -1,7 +1,7 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -50,7 +50,28 @@ struct Inner {
     pool: PgPool,
     endpoint: Endpoint,
     sql: Statements,
+    scope_sizes: Mutex<HashMap<ScopeKey, (bool, Instant)>>,
 }
+
+/// How long a scope's "small enough for exact search" verdict is reused. Scope sizes
+/// change slowly; a stale verdict only picks the other (still correct) plan for a while,
+/// and without the cache the bounded count would cost a large tenant several ms per query.
+const SCOPE_SIZE_TTL: Duration = Duration::from_secs(30);
+
+/// A scope as a hashable key: tenant and, when restricted, its sorted project ids.
+type ScopeKey = (i64, Option<Vec<i64>>);
+
+fn scope_key(scope: &SearchScope) -> ScopeKey {
+    (
+        scope.tenant_id().get(),
+        scope
+            .project_ids()
+            .map(|set| set.iter().map(|p| p.get()).collect()),
+    )
+}
+
+/// Verdicts kept at most; the cache is emptied when it grows past this.
+const SCOPE_SIZE_CACHE_MAX: usize = 10_000;
 
 /// SQL text fixed at construction: the table name is validated once and then only
 /// values are bound.
@@ -173,6 +194,7 @@ impl PgVectorStore {
                 pool,
                 endpoint,
                 sql,
+                scope_sizes: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -620,6 +642,12 @@ impl PgVectorStore {
         if max == 0 {
             return Ok(false);
         }
+        let key = scope_key(scope);
+        if let Some(&(small, at)) = self.scope_sizes().get(&key) {
+            if at.elapsed() < SCOPE_SIZE_TTL {
+                return Ok(small);
+            }
+        }
         let sql = &self.inner.sql;
         let limit = i64::from(max) + 1;
         let tenant = scope.tenant_id().get();
@@ -636,12 +664,22 @@ impl PgVectorStore {
             .fetch_one(&mut **conn)
             .await
             .map_err(self.map_table_error("search"))?;
-        tracing::debug!(
-            scope_rows = rows,
-            exact = rows < limit,
-            "search plan choice"
-        );
-        Ok(rows < limit)
+        let small = rows < limit;
+        tracing::debug!(scope_rows = rows, exact = small, "search plan choice");
+        let mut cache = self.scope_sizes();
+        if cache.len() >= SCOPE_SIZE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (small, Instant::now()));
+        Ok(small)
+    }
+
+    fn scope_sizes(&self) -> std::sync::MutexGuard<'_, HashMap<ScopeKey, (bool, Instant)>> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
+        self.inner
+            .scope_sizes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The `BEGIN` of a vector-index search transaction with its per-query settings.
