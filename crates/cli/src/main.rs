@@ -66,10 +66,13 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Logs go to stderr, level from `RUST_LOG` (default `warn`), so stdout stays the command's
-/// output (tables, JSON) and can be piped.
+/// Logs go to stderr, level from `RUST_LOG` (default `warn`), so stdout stays the
+/// command's output (tables, JSON) and can be piped.
 fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // sqlx's "slow statement" warnings fire on every large batch of a backfill or import;
+    // they are kept for RUST_LOG=sqlx=warn.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,sqlx::query=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 #[derive(Debug)]
 pub struct Progress {
@@ -29,12 +29,21 @@ impl Progress {
                 None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
             };
             let template = if total.is_some() {
-                "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, ETA {eta}"
+                "{msg} [{bar:30}] {human_pos}/{human_len} rows, {rate}, ETA {eta}"
             } else {
-                "{msg} {human_pos} rows, {per_sec}"
+                "{msg} {human_pos} rows, {rate}"
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
-                bar.set_style(style.progress_chars("=> "));
+                bar.set_style(
+                    style
+                        .with_key(
+                            "rate",
+                            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                            },
+                        )
+                        .progress_chars("=> "),
+                );
             }
             bar.set_message(label);
             bar.set_position(already);
