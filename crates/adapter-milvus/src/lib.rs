@@ -7,6 +7,22 @@
 //! - [`queries`]: boolean expressions built from typed integers only.
 //! - [`store`]: [`MilvusStore`], the port implementation.
 //! - [`baseline`]: the same upserts through the SDK directly, for the benchmark.
+//!
+//! # Facts about Milvus 2.3.5 through milvus-sdk-rust 3.0.3 that shaped this crate
+//! - The v1 `Client` is used: `ClientV2` cannot read search rows from 2.3 (it leaves the
+//!   primary-key field name empty).
+//! - `Session` consistency: the SDK sends the timestamp of this client's last write as the
+//!   read's guarantee timestamp. 2.3.5 answers deletes with timestamp 0, so after a delete
+//!   the next `Session` read is sent `Strong` (see [`client::SessionFence`]); both
+//!   read-your-upserts and read-your-deletes are covered by the live suite.
+//! - The index is built on sealed segments only. Fresh rows sit in growing segments that
+//!   2.3 searches with its interim index (its own nlist/nprobe) until the segment is
+//!   sealed (size, idle time, or [`MilvusStore::flush`]); the benchmark flushes and waits
+//!   ([`MilvusStore::flush_and_wait_indexed`]) before measuring recall.
+//! - Replies over 4 MB are refused by tonic's default decoder (the SDK does not raise it):
+//!   queries that return vectors are sized to stay under 3 MB.
+//! - A loaded partition must be released before it is dropped.
+//! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
 pub mod baseline;
 pub mod client;
