@@ -27,7 +27,8 @@ const TENANTS: i64 = 2;
 const PROJECTS: i64 = 3;
 const CHUNKS: i64 = 10_000;
 const DIM: usize = 128;
-/// Chunks written in dual mode after the backfill (ids after the corpus).
+/// Chunks re-written in dual mode after the backfill (ids 1..=60 get new vectors; updates
+/// rather than new ids keep a rerun of the demo on the same table exact).
 const DUAL_WRITES: i64 = 60;
 /// Topics per project: chunks are noisy copies of a topic, so queries have clear neighbours.
 const TOPICS: usize = 8;
@@ -110,7 +111,7 @@ fn story(steps: &mut Steps, layout: &Layout, settings: &Settings) {
     let ok = steps.run(
         "start clean: drop the demo collection left by an earlier run",
         || {
-            let out = cli.run(pg, &["collection", "drop", "--yes"], &[])?;
+            let out = cli.run(dual, &["collection", "drop", "--yes"], &[])?;
             out.expect_exit(0)?;
             out.show();
             Ok(())
@@ -141,13 +142,19 @@ fn story(steps: &mut Steps, layout: &Layout, settings: &Settings) {
         Ok(())
     }) && steps.run("dual mode: reconcile shows zero drift", || {
         reconcile_equal(&cli, dual, CHUNKS)
-    }) && steps.run("dual mode: new writes reach both stores", || {
+    }) && steps.run("dual mode: updates reach both stores", || {
         corpus.write_dual_writes(&dual_file)?;
         let file = dual_file.to_string_lossy().into_owned();
         let out = cli.run(dual, &["import", "--file", &file], &[])?;
         out.expect_exit(0)?;
         out.show();
-        reconcile_equal(&cli, dual, CHUNKS + DUAL_WRITES)
+        ensure!(
+            out.stdout
+                .contains(&format!("imported {DUAL_WRITES} records")),
+            "expected {DUAL_WRITES} records written"
+        );
+        // Reconcile compares vectors too: a stale Milvus copy would show as differing.
+        reconcile_equal(&cli, dual, CHUNKS)
     }) && steps.run(
         "dual mode: searches through Milvus (DUAL_READ_FROM=milvus) match pgvector",
         || compare_stores(&cli, dual, dual_milvus, &demo_dir),
@@ -395,6 +402,7 @@ impl Cli {
             ("EMBEDDING_DIM", "128"),
             ("PGVECTOR_TABLE", OBJECT),
             ("MILVUS_COLLECTION", OBJECT),
+            ("DUAL_OUTBOX_TABLE", "vectorgate_demo_outbox"),
             // nlist follows the corpus size (4*sqrt(rows) = 400); probing every list makes
             // Milvus's IVF_FLAT search exact, and a wide HNSW beam makes pgvector's nearly
             // so, which is what a side-by-side comparison of the stores needs.
@@ -513,11 +521,12 @@ impl Corpus {
         write_jsonl(&dir.join("corpus.jsonl"), &self.records)
     }
 
-    /// Chunks written in dual mode: new ids after the corpus, vectors of the same topics.
+    /// Updates written in dual mode: chunks 1..=60 get a new vector (another topic of the
+    /// same tenant/project).
     fn write_dual_writes(&self, path: &Path) -> Result<()> {
         let mut rng = SplitMix64(SEED ^ 0xd0a1);
         let groups = (TENANTS * PROJECTS) as usize;
-        let records: Vec<_> = (CHUNKS + 1..=CHUNKS + DUAL_WRITES)
+        let records: Vec<_> = (1..=DUAL_WRITES)
             .map(|id| {
                 let g = ((id - 1) as usize) % groups;
                 let topic = &self.topics[g * TOPICS + (rng.next() as usize % TOPICS)];
