@@ -22,6 +22,7 @@ use crate::services::{Ports, DEFAULT_MILVUS_PORT, DEFAULT_PG_PORT};
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "vectorgate's automation: real PostgreSQL+pgvector and Milvus servers, tests, lint, bench"
 )]
 struct Cli {

@@ -24,7 +24,9 @@ pub fn describe(cmd: &Command) -> String {
         .chain(cmd.get_args())
         .map(|s| {
             let s = s.to_string_lossy();
-            if s.contains(' ') || s.is_empty() {
+            if s.contains('\'') {
+                format!("\"{s}\"")
+            } else if s.contains(' ') || s.is_empty() {
                 format!("'{s}'")
             } else {
                 s.into_owned()
