@@ -135,6 +135,10 @@ pub struct PgVectorConfig {
     pub exact_search_max_rows: u32,
     /// Rows per upsert statement (one round trip and one transaction each).
     pub batch_size: usize,
+    /// Batches of one upsert call sent at the same time, each on its own connection (at
+    /// most `max_connections`). With an HNSW index, inserting is CPU-bound index
+    /// maintenance in the server, which parallel batches spread over its cores.
+    pub upsert_concurrency: usize,
     pub max_connections: u32,
     /// How long a call waits for a pooled connection.
     pub acquire_timeout: Duration,
@@ -165,6 +169,7 @@ impl PgVectorConfig {
             max_scan_tuples: 20_000,
             exact_search_max_rows: 10_000,
             batch_size: 1000,
+            upsert_concurrency: 2,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
@@ -203,6 +208,16 @@ impl PgVectorConfig {
                 "an integer >= 1",
             ));
         }
+        if self.upsert_concurrency == 0 || self.upsert_concurrency > self.max_connections as usize {
+            return Err(GatewayError::configuration(
+                "PGVECTOR_UPSERT_CONCURRENCY",
+                self.upsert_concurrency.to_string(),
+                format!(
+                    "an integer in 1..=max_connections ({})",
+                    self.max_connections
+                ),
+            ));
+        }
         if self.max_connections == 0 {
             return Err(GatewayError::configuration(
                 "PGVECTOR_MAX_CONNECTIONS",
@@ -234,6 +249,7 @@ impl fmt::Debug for PgVectorConfig {
             .field("max_scan_tuples", &self.max_scan_tuples)
             .field("exact_search_max_rows", &self.exact_search_max_rows)
             .field("batch_size", &self.batch_size)
+            .field("upsert_concurrency", &self.upsert_concurrency)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("connect_timeout", &self.connect_timeout)

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use pgvector::Vector;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -526,6 +527,11 @@ impl PgVectorStore {
         }
     }
 
+    async fn upsert_pooled(&self, batch: &[&VectorRecord]) -> Result<u64, GatewayError> {
+        let mut conn = self.acquire("upsert").await?;
+        self.upsert_batch(&mut conn, batch).await
+    }
+
     async fn upsert_batch(
         &self,
         conn: &mut PoolConnection<Postgres>,
@@ -742,12 +748,29 @@ impl VectorStoreGateway for PgVectorStore {
         // order and cannot deadlock each other.
         let mut ordered: Vec<&VectorRecord> = records.iter().collect();
         ordered.sort_unstable_by_key(|r| r.chunk_id);
-        let mut conn = self.acquire("upsert").await?;
-        let mut written = 0;
-        for batch in ordered.chunks(self.inner.config.batch_size) {
-            written += self.upsert_batch(&mut conn, batch).await?;
+        let batches: Vec<&[&VectorRecord]> = ordered.chunks(self.inner.config.batch_size).collect();
+        let concurrency = self.inner.config.upsert_concurrency.min(batches.len());
+        if concurrency <= 1 {
+            let mut conn = self.acquire("upsert").await?;
+            let mut written = 0;
+            for batch in batches {
+                written += self.upsert_batch(&mut conn, batch).await?;
+            }
+            return Ok(written);
         }
-        Ok(written)
+        // Batches hold disjoint ids (duplicates were refused above), so running them side
+        // by side cannot make them wait on each other's rows. As with sequential batches,
+        // a failure leaves the batches that already committed in place.
+        // The futures are built up front (not in a stream closure), which keeps the
+        // async_trait future Send without higher-ranked closure lifetimes.
+        let pending: Vec<_> = batches
+            .into_iter()
+            .map(|batch| self.upsert_pooled(batch))
+            .collect();
+        futures::stream::iter(pending)
+            .buffer_unordered(concurrency)
+            .try_fold(0, |total, written| async move { Ok(total + written) })
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(table = %self.inner.config.table, tenant = %request.tenant_id()))]

@@ -757,3 +757,37 @@ async fn bulk_load_then_search_scan_and_fetch() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_upsert_spanning_many_concurrent_batches_writes_every_row_once() {
+    let mut config = config(8);
+    config.batch_size = 7;
+    config.upsert_concurrency = 3;
+    with_store(config, |store| async move {
+        let records: Vec<VectorRecord> = (0..100)
+            .map(|i| record(i, 1 + i % 2, 1, basis(8, (i % 8) as usize, 1.0 + i as f32)))
+            .collect();
+        assert_eq!(store.upsert_vectors(&records).await.unwrap(), 100);
+        assert_eq!(all_rows(&store).await, records);
+        // Again with every vector changed: replaced in place, still 100 rows.
+        let changed: Vec<VectorRecord> = records
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.embedding = Embedding::new(vec![0.5; 8]).unwrap();
+                r
+            })
+            .collect();
+        assert_eq!(store.upsert_vectors(&changed).await.unwrap(), 100);
+        assert_eq!(all_rows(&store).await, changed);
+        // A duplicate in the last batch stops the whole call before any batch is sent.
+        let mut with_duplicate: Vec<VectorRecord> = (200..300)
+            .map(|i| record(i, 1, 1, basis(8, 0, 1.0)))
+            .collect();
+        with_duplicate.push(record(200, 1, 1, basis(8, 1, 1.0)));
+        let err = store.upsert_vectors(&with_duplicate).await.unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert_eq!(all_rows(&store).await, changed);
+    })
+    .await;
+}
