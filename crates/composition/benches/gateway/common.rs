@@ -41,6 +41,17 @@ pub struct Args {
     /// Search-time effort override (pgvector: hnsw.ef_search); the store's default otherwise.
     #[arg(long)]
     pub ef_search: Option<u32>,
+    /// pgvector: scopes of at most this many rows are searched exactly (store default
+    /// otherwise; 0 = always through the vector index).
+    #[arg(long)]
+    pub exact_search_max_rows: Option<u32>,
+    /// Extra search measurements through the vector index alone (no exact path) at these
+    /// ef_search values (comma-separated), one client, per scope kind, under "ef_sweep".
+    #[arg(long, value_delimiter = ',')]
+    pub ef_sweep: Vec<u32>,
+    /// Fill the search table by bulk load and measure searches only (for tuning).
+    #[arg(long)]
+    pub search_only: bool,
     /// Where the results object is merged.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -26,6 +26,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         if let Some(ef) = args.ef_search {
             config.ef_search = ef;
         }
+        if let Some(max) = args.exact_search_max_rows {
+            config.exact_search_max_rows = max;
+        }
         Ok(PgVectorStore::new(config)?)
     };
     let stores = [make("copy")?, make("upsert")?, make("bulk")?];
@@ -53,26 +56,30 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 3]) -> anyhow::Result<Val
     }
     let rows = data.records.len();
 
-    // Raw COPY BINARY into an identical table with the same (HNSW) index present: the
-    // fastest way rows can enter an indexed table, the upsert's yardstick.
-    eprintln!(
-        "COPY baseline into {} (index present)...",
-        copy_store.config().table
-    );
-    let t = Instant::now();
-    copy_store.bulk_load(&data.records, false).await?;
-    let copy_baseline = rows_per_s(rows, t.elapsed());
+    let (mut upsert, mut copy_baseline) = (f64::NAN, f64::NAN);
+    if !args.search_only {
+        // Raw COPY BINARY into an identical table with the same (HNSW) index present: the
+        // fastest way rows can enter an indexed table, the upsert's yardstick.
+        eprintln!(
+            "COPY baseline into {} (index present)...",
+            copy_store.config().table
+        );
+        let t = Instant::now();
+        copy_store.bulk_load(&data.records, false).await?;
+        copy_baseline = rows_per_s(rows, t.elapsed());
 
-    // Upsert through the port: batches of config.batch_size (1000), index present.
-    eprintln!(
-        "upsert through the gateway into {} (batch {})...",
-        upsert_store.config().table,
-        config.batch_size
-    );
-    let gateway: Arc<dyn VectorStoreGateway> = Arc::new(upsert_store.clone());
-    let t = Instant::now();
-    gateway.upsert_vectors(&data.records).await?;
-    let upsert = rows_per_s(rows, t.elapsed());
+        // Upsert through the port: batches of config.batch_size (1000), index present.
+        eprintln!(
+            "upsert through the gateway into {} (batch {}, {} at a time)...",
+            upsert_store.config().table,
+            config.batch_size,
+            config.upsert_concurrency
+        );
+        let gateway: Arc<dyn VectorStoreGateway> = Arc::new(upsert_store.clone());
+        let t = Instant::now();
+        gateway.upsert_vectors(&data.records).await?;
+        upsert = rows_per_s(rows, t.elapsed());
+    }
 
     // Bulk load: index dropped, COPY, index rebuilt; load and build timed apart.
     eprintln!(
@@ -84,13 +91,20 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 3]) -> anyhow::Result<Val
     let bulk_load = rows_per_s(rows, report.load);
     let bulk_total = rows_per_s(rows, report.load + index_build);
 
-    // Searches on the table filled through the gateway. ANALYZE first: a served table
-    // has statistics, and without them the plan would change whenever autovacuum runs.
-    let analyze = format!("ANALYZE {}", upsert_store.config().table);
+    // Searches on the table filled through the gateway (the bulk-loaded one with
+    // --search-only). ANALYZE first: a served table has statistics, and without them the
+    // plan would change whenever autovacuum runs.
+    let search_store = if args.search_only {
+        bulk_store
+    } else {
+        upsert_store
+    };
+    let analyze = format!("ANALYZE {}", search_store.config().table);
     sqlx::raw_sql(&analyze)
-        .execute(upsert_store.pool())
+        .execute(search_store.pool())
         .await
         .context("ANALYZE")?;
+    let gateway: Arc<dyn VectorStoreGateway> = Arc::new(search_store.clone());
     let queries = Arc::new(data.queries.clone());
     let warm_up = SearchRequest::new(
         SearchScope::tenant(tenant(1)),
@@ -103,7 +117,33 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 3]) -> anyhow::Result<Val
     eprintln!("searching, 1 client...");
     let one = measure_search(gateway.clone(), queries.clone(), 1).await?;
     eprintln!("searching, 8 clients...");
-    let eight = measure_search(gateway.clone(), queries, 8).await?;
+    let eight = measure_search(gateway.clone(), queries.clone(), 8).await?;
+
+    let mut sweep = Vec::new();
+    let (project_queries, tenant_queries): (Vec<_>, Vec<_>) = data
+        .queries
+        .iter()
+        .cloned()
+        .partition(|q| q.request.scope.project_ids().is_some());
+    let (project_queries, tenant_queries) = (Arc::new(project_queries), Arc::new(tenant_queries));
+    for &ef in &args.ef_sweep {
+        let mut tuned = search_store.config().clone();
+        tuned.ef_search = ef;
+        tuned.exact_search_max_rows = 0;
+        let tuned: Arc<dyn VectorStoreGateway> = Arc::new(PgVectorStore::new(tuned)?);
+        let p = measure_search(tuned.clone(), project_queries.clone(), 1).await?;
+        let t = measure_search(tuned.clone(), tenant_queries.clone(), 1).await?;
+        eprintln!(
+            "ef_search {ef}: one-project scope recall {:.3} qps {:.1} p50 {:.2} ms | whole-tenant scope recall {:.3} qps {:.1} p50 {:.2} ms",
+            p.recall, p.qps, p.p50_ms, t.recall, t.qps, t.p50_ms
+        );
+        sweep.push(json!({
+            "ef_search": ef,
+            "project_scope": {"recall_at_10": round3(p.recall), "qps": round(p.qps), "p50_ms": round3(p.p50_ms), "p99_ms": round3(p.p99_ms)},
+            "tenant_scope": {"recall_at_10": round3(t.recall), "qps": round(t.qps), "p50_ms": round3(t.p50_ms), "p99_ms": round3(t.p99_ms)},
+        }));
+        tuned.close().await?;
+    }
 
     let index = match config.index {
         PgIndex::Hnsw { m, ef_construction } => {
@@ -114,7 +154,12 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 3]) -> anyhow::Result<Val
     let mut params = args.params(data.metric);
     params.insert("index".into(), json!(index));
     params.insert("ef_search".into(), json!(config.ef_search));
+    params.insert(
+        "exact_search_max_rows".into(),
+        json!(config.exact_search_max_rows),
+    );
     params.insert("batch_size".into(), json!(config.batch_size));
+    params.insert("upsert_concurrency".into(), json!(config.upsert_concurrency));
     params.insert(
         "upsert_method".into(),
         json!("INSERT ... SELECT FROM UNNEST(...) ON CONFLICT, one statement per batch"),
@@ -146,14 +191,15 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 3]) -> anyhow::Result<Val
         "searches_8_clients": eight.searches,
         "search_p50_ms_8_clients": round3(eight.p50_ms),
         "search_p99_ms_8_clients": round3(eight.p99_ms),
+        "ef_sweep": sweep,
         "params": params,
     });
 
     let ratio = upsert / copy_baseline;
     print_table(
         &format!(
-            "pgvector: {} rows, dim {}, {} tenants x {} projects, {} queries, k={}, {}, ef_search {}",
-            args.rows, args.dim, args.tenants, args.projects, args.queries, args.k, index, config.ef_search
+            "pgvector: {} rows, dim {}, {} tenants x {} projects, {} queries, k={}, {}, ef_search {}, exact search for scopes <= {} rows",
+            args.rows, args.dim, args.tenants, args.projects, args.queries, args.k, index, config.ef_search, config.exact_search_max_rows
         ),
         &[
             Figure::target(
