@@ -301,6 +301,7 @@ async fn measure(
             Figure::info(
                 "sdk_sequential_rows_per_s (one request at a time)",
                 format!("{sdk_seq:.0}"),
+            ),
             Figure::info(
                 "best round: gateway / SDK (rows/s)",
                 format!(
@@ -308,7 +309,6 @@ async fn measure(
                     best(&of(Method::Gateway)),
                     best(&of(Method::Sdk))
                 ),
-            ),
             ),
             Figure::info("flush + index wait (s)", format!("{:.1}", index_wait.as_secs_f64())),
             Figure::info("search_qps (1 client)", format!("{:.1}", one.qps)),
