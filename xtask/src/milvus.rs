@@ -259,3 +259,44 @@ pub fn logs_tail(layout: &Layout) -> String {
     ]
     .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_flag_moves_every_port_into_a_block_around_the_grpc_port() {
+        let ports = MilvusPorts::new(19630).unwrap();
+        let mut all: Vec<u16> = ports.all().iter().map(|(_, p)| *p).collect();
+        all.sort_unstable();
+        assert_eq!(all, (19629..=19639).collect::<Vec<u16>>());
+        let args = ports.wrapper_args();
+        for (flag, port) in [
+            ("--proxy-port", "19630"),
+            ("--proxy-internal-port", "19629"),
+            ("--query-coord-port", "19631"),
+            ("--etcd-port", "19638"),
+        ] {
+            let at = args.iter().position(|a| a == flag).unwrap();
+            assert_eq!(args[at + 1], port, "{flag}");
+        }
+        // Every wrapper port flag is set, so none falls back to the wrapper's defaults.
+        assert_eq!(args.len(), 2 * 10);
+    }
+
+    #[test]
+    fn the_embedded_etcd_is_moved_off_its_default_ports() {
+        let config = MilvusPorts::new(19530).unwrap().etcd_config();
+        assert!(config.contains("listen-client-urls: http://127.0.0.1:19538\n"));
+        assert!(config.contains("listen-peer-urls: http://127.0.0.1:19539\n"));
+        assert!(!config.contains(":2379") && !config.contains(":2380"));
+    }
+
+    #[test]
+    fn ports_outside_the_usable_range_are_refused_with_the_reason() {
+        let err = MilvusPorts::new(65530).unwrap_err().to_string();
+        assert!(err.contains("65529 to 65539"), "{err}");
+        assert!(MilvusPorts::new(1024).is_err());
+        assert!(MilvusPorts::new(65526).is_ok());
+    }
+}

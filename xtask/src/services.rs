@@ -328,3 +328,43 @@ pub fn down(layout: &Layout) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_file_is_key_value_lines_tests_and_cli_read() {
+        let settings = Settings {
+            database_url: "postgres://postgres@127.0.0.1:54329/vectorgate".into(),
+            milvus_host: "127.0.0.1".into(),
+            milvus_port: "19530".into(),
+        };
+        assert_eq!(
+            settings.render(),
+            "DATABASE_URL=postgres://postgres@127.0.0.1:54329/vectorgate\n\
+             MILVUS_HOST=127.0.0.1\nMILVUS_PORT=19530\n"
+        );
+    }
+
+    #[test]
+    fn a_taken_port_is_an_error_naming_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = ensure_free(port, "PostgreSQL", "--pg-port")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("port {port} (PostgreSQL)")), "{err}");
+        assert!(err.contains("--pg-port"), "{err}");
+        drop(listener);
+        assert!(ensure_free(port, "PostgreSQL", "--pg-port").is_ok());
+    }
+
+    #[test]
+    fn a_missing_state_file_means_nothing_was_started() {
+        let dir = std::env::temp_dir().join(format!("xtask-state-{}", std::process::id()));
+        let layout = Layout::at(&dir);
+        let state = State::load(&layout).unwrap();
+        assert!(state.pg.is_none() && state.milvus.is_none());
+    }
+}
