@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "Operate the vector-store gateway: health, backfill, reconcile, sync, search, \
                   import.\n\nSettings come from the environment (VECTOR_STORE_MODE, EMBEDDING_DIM, \
                   DATABASE_URL, MILVUS_HOST, MILVUS_PORT, ...), the same variables the library \
-                  reads; the global flags below override them."
+                  reads; the global flags below override them.",
+    after_help = "Exit status: 0 done and fine; 1 the check found a problem (a store unhealthy, \
+                  drift remains, sync left entries pending); 2 the command could not run (bad \
+                  setting, unreachable store, invalid input), with one `error: <cause>` line \
+                  on stderr."
 )]
 pub struct Cli {
     #[command(flatten)]
