@@ -256,7 +256,11 @@ mod tests {
         assert_eq!(derive_nprobe(1), 1);
         assert_eq!(derive_nprobe(16), 15);
         c.expected_rows = 10;
-        assert_eq!(c.effective_nlist(), 16, "small collections still get 16 lists");
+        assert_eq!(
+            c.effective_nlist(),
+            16,
+            "small collections still get 16 lists"
+        );
         c.expected_rows = u64::MAX;
         assert_eq!(c.effective_nlist(), MAX_NLIST);
         c.index_nlist = Some(1024);
