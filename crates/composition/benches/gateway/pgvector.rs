@@ -185,16 +185,24 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 4]) -> anyhow::Result<Val
     );
     params.insert(
         "upsert_method".into(),
-        json!("INSERT ... SELECT FROM UNNEST(...) ON CONFLICT, one statement per batch"),
+        json!("INSERT ... SELECT FROM UNNEST(...) ON CONFLICT, one statement (and transaction) per batch of batch_size, upsert_concurrency batches at a time"),
     );
     params.insert(
         "copy_baseline_method".into(),
-        json!("one COPY ... FORMAT binary into a fresh table with the same HNSW index"),
+        json!("COPY ... FORMAT binary (one per round) into a fresh table with the same HNSW index"),
+    );
+    params.insert(
+        "write_rounds".into(),
+        json!("4 rounds of a quarter of the rows each; COPY, gateway upsert and one-at-a-time upsert interleaved in rotated order; times summed per method"),
     );
     params.insert("bulk_load_rows_per_s_covers".into(), json!("dropping the index and the COPY; index_build_s is separate; bulk_load_total_rows_per_s includes it"));
     params.insert(
         "search_table".into(),
-        json!("the table filled by the gateway upsert, ANALYZEd"),
+        json!(if args.search_only {
+            "the bulk-loaded table, ANALYZEd"
+        } else {
+            "the table filled by the gateway upsert, ANALYZEd"
+        }),
     );
 
     let value = json!({
