@@ -372,17 +372,16 @@ fn credentials(config: &MilvusConfig) -> Result<(Option<String>, Option<String>)
 /// The error and its sources, joined: tonic's top-level messages alone ("transport error")
 /// do not say why.
 fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
+    // The SDK's own Display of a transport error is a Debug dump of tonic's error
+    // (`tonic::transport::Error(Transport, ConnectError(...))`); the deepest cause is the
+    // readable part ("Connection refused (os error 111)"), so an operator sees that alone.
+    let mut deepest = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
+        deepest = cause.to_string();
         source = cause.source();
     }
-    text
+    deepest
 }
 
 /// Maps an SDK error to the port's error: a transport failure or an unreachable/timed-out
