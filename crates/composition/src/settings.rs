@@ -1133,7 +1133,8 @@ mod tests {
 
     #[test]
     fn good_environments_parse() {
-        let cases: Vec<(Vec<(&str, &str)>, Box<dyn Fn(&Settings)>)> = vec![
+        type Check = Box<dyn Fn(&Settings)>;
+        let cases: Vec<(Vec<(&str, &str)>, Check)> = vec![
             (
                 vec![("VECTOR_STORE_MODE", "milvus"), ("EMBEDDING_DIM", "8")],
                 Box::new(|s| {
@@ -1213,7 +1214,9 @@ mod tests {
     #[test]
     fn bad_environments_name_the_variable_the_value_and_what_is_accepted() {
         let base = [("EMBEDDING_DIM", "8"), ("DATABASE_URL", URL)];
-        let cases: &[(&[(&str, &str)], &str, &str, &str)] = &[
+        // (overrides, variable named, value named, text the accepted values contain)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+        let cases: &[Case] = &[
             (
                 &[("VECTOR_STORE_MODE", "both")],
                 "VECTOR_STORE_MODE",

@@ -1,0 +1,532 @@
+//! Dual mode against the real servers: round trip, pgvector/Milvus parity of exact search,
+//! and a Milvus killed mid-stream (its own server, so the shared ones are never touched).
+//!
+//! Needs DATABASE_URL (fails without it) and RUN_MILVUS_TESTS=1 plus a Milvus
+//! (MILVUS_HOST/MILVUS_PORT); the fault test also needs the `milvus-server` binary of the
+//! pinned wheel (MILVUS_SERVER_BIN, else target/venv/bin/milvus-server, installed by
+//! `cargo xtask services up`).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vectorgate_adapter_milvus::{Consistency, MilvusStore};
+use vectorgate_adapter_pgvector::PgVectorStore;
+use vectorgate_composition::{
+    DualGateway, ReadFrom, Settings, Stores, VectorStoreFactory, VectorStoreMode,
+};
+use vectorgate_domain::{
+    ChunkId, DeleteRequest, Dimension, Embedding, Metric, ScanFilter, SearchRequest, SearchScope,
+    TopK, VectorRecord, VectorStoreGateway,
+};
+use vectorgate_testkit::{
+    exact_top_k, generate_queries, generate_records, milvus_tests_enabled, project, tenant,
+    unique_name, workspace_root, DataShape, ServicesEnv,
+};
+
+const DIM: u32 = 16;
+
+fn settings(metric: Metric, milvus_host: &str, milvus_port: u16) -> Settings {
+    let env = ServicesEnv::load();
+    Settings::builder(Dimension::new(DIM).unwrap())
+        .mode(VectorStoreMode::Dual)
+        .metric(metric)
+        .database_url(env.database_url())
+        .pgvector_table(unique_name("dual_chunks"))
+        .pgvector_ef_search(1000)
+        .outbox_table(unique_name("dual_outbox"))
+        .milvus_endpoint(milvus_host, milvus_port)
+        .milvus_collection(unique_name("dual_chunks"))
+        // nprobe = nlist: IVF_FLAT visits every list, i.e. exact search.
+        .milvus_index(Some(16), Some(16))
+        .milvus_consistency(Consistency::Strong)
+        .build()
+        .unwrap()
+}
+
+fn shared_milvus_settings(metric: Metric) -> Settings {
+    let env = ServicesEnv::load();
+    settings(metric, &env.milvus_host(), env.milvus_port())
+}
+
+/// Drops what a test created: both tables, the collection and the mode record.
+async fn cleanup(settings: &Settings) {
+    let stores = Stores::both(settings).unwrap();
+    let pg = stores.pgvector.unwrap();
+    for table in [&settings.pgvector.table, &settings.dual.outbox_table] {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+            .execute(pg.pool())
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM vectorgate_state WHERE key = $1")
+        .bind(format!("vector_store_mode:{}", settings.pgvector.table))
+        .execute(pg.pool())
+        .await
+        .ok();
+    let _ = stores.milvus.unwrap().schema().drop_collection().await;
+}
+
+/// Every row of pgvector, by chunk id.
+async fn pg_rows(pg: &PgVectorStore) -> Vec<VectorRecord> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = pg.scan(ScanFilter::all(), after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.chunk_id);
+        out.extend(page);
+    }
+    out
+}
+
+/// Every row of Milvus, by chunk id.
+async fn milvus_rows(milvus: &MilvusStore) -> Vec<VectorRecord> {
+    milvus
+        .scan_range(
+            ScanFilter::all(),
+            ChunkId::new(0).unwrap(),
+            ChunkId::new(i64::MAX).unwrap(),
+            true,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.into_record().expect("scan asked for vectors"))
+        .collect()
+}
+
+fn shape(rows: usize, seed: u64) -> DataShape {
+    DataShape {
+        rows,
+        dim: DIM as usize,
+        tenants: 2,
+        projects_per_tenant: 3,
+        seed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_round_trip_keeps_both_stores_equal() {
+    if !milvus_tests_enabled("dual_round_trip_keeps_both_stores_equal") {
+        return;
+    }
+    let settings = shared_milvus_settings(Metric::Ip);
+    let dual = VectorStoreFactory::build_dual(&settings).await.unwrap();
+    let stores = Stores::both(&settings).unwrap();
+    let (pg, milvus) = (stores.pgvector.unwrap(), stores.milvus.unwrap());
+
+    let records = generate_records(shape(120, 7), 1_000);
+    assert_eq!(dual.upsert_vectors(&records).await.unwrap(), 120);
+    // A re-upsert moves chunk 1000 to another tenant and changes its vector.
+    let moved = VectorRecord::new(
+        records[0].chunk_id,
+        tenant(2),
+        project(3),
+        Embedding::new(vec![0.25; DIM as usize]).unwrap(),
+    );
+    dual.upsert_vectors(std::slice::from_ref(&moved))
+        .await
+        .unwrap();
+    let deleted = dual
+        .delete_vectors(&DeleteRequest::chunks(
+            records[1].tenant_id,
+            [records[1].chunk_id, records[7].chunk_id],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    let deleted = dual
+        .delete_vectors(&DeleteRequest::project(tenant(1), project(2)))
+        .await
+        .unwrap();
+    assert!(deleted > 0);
+    dual.flush_background().await;
+
+    let in_pg = pg_rows(&pg).await;
+    assert_eq!(in_pg, milvus_rows(&milvus).await, "stores differ");
+    assert!(in_pg.contains(&moved));
+    assert!(!in_pg.iter().any(|r| r.chunk_id == records[1].chunk_id));
+    assert_eq!(dual.outbox_depth().await.unwrap(), 0);
+
+    // Reads: pgvector by default; the same top hits through Milvus.
+    let query = SearchRequest::new(
+        SearchScope::tenant(tenant(2)),
+        Embedding::new(vec![0.25; DIM as usize]).unwrap(),
+        TopK::new(5).unwrap(),
+    );
+    let from_pg = dual.search(&query).await.unwrap();
+    assert_eq!(from_pg[0].chunk_id, moved.chunk_id);
+    let mut via_milvus = settings.clone();
+    via_milvus.dual.read_from = ReadFrom::Milvus;
+    let dual_milvus = VectorStoreFactory::build_dual(&via_milvus).await.unwrap();
+    let from_milvus = dual_milvus.search(&query).await.unwrap();
+    let ids =
+        |hits: &[vectorgate_domain::SearchHit]| hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>();
+    assert_eq!(ids(&from_pg), ids(&from_milvus));
+
+    let report = dual.sync().await.unwrap();
+    assert_eq!(report.remaining, 0);
+    dual.close().await.unwrap();
+    cleanup(&settings).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_search_agrees_between_pgvector_and_milvus_for_every_metric() {
+    if !milvus_tests_enabled("exact_search_agrees_between_pgvector_and_milvus_for_every_metric") {
+        return;
+    }
+    for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+        let settings = shared_milvus_settings(metric);
+        let dual = VectorStoreFactory::build_dual(&settings).await.unwrap();
+        let stores = Stores::both(&settings).unwrap();
+        let (pg, milvus) = (stores.pgvector.unwrap(), stores.milvus.unwrap());
+        // Varying norms, so that IP, cosine and L2 rank differently.
+        let records: Vec<VectorRecord> = generate_records(shape(300, 11), 1)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let scale = 0.5 + (i % 7) as f32 * 0.25;
+                let v = r.embedding.as_slice().iter().map(|x| x * scale).collect();
+                VectorRecord::new(
+                    r.chunk_id,
+                    r.tenant_id,
+                    r.project_id,
+                    Embedding::new(v).unwrap(),
+                )
+            })
+            .collect();
+        dual.upsert_vectors(&records).await.unwrap();
+        dual.flush_background().await;
+
+        let scopes = [
+            SearchScope::tenant(tenant(1)),
+            SearchScope::projects(tenant(2), [project(1), project(3)]).unwrap(),
+        ];
+        for (q, query) in generate_queries(5, DIM as usize, 3).into_iter().enumerate() {
+            for scope in &scopes {
+                let request =
+                    SearchRequest::new(scope.clone(), query.clone(), TopK::new(10).unwrap());
+                let a = pg.search(&request).await.unwrap();
+                let b = milvus.search(&request).await.unwrap();
+                let exact = exact_top_k(&records, scope, query.as_slice(), 10, metric);
+                let ids = |hits: &[vectorgate_domain::SearchHit]| {
+                    hits.iter().map(|h| h.chunk_id.get()).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    ids(&a),
+                    ids(&exact),
+                    "{metric} query {q}: pgvector vs exact"
+                );
+                assert_eq!(ids(&a), ids(&b), "{metric} query {q}: pgvector vs Milvus");
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(
+                        (x.score - y.score).abs() <= 1e-4,
+                        "{metric} query {q} chunk {}: pgvector {} vs Milvus {}",
+                        x.chunk_id,
+                        x.score,
+                        y.score
+                    );
+                }
+            }
+        }
+        dual.close().await.unwrap();
+        cleanup(&settings).await;
+    }
+}
+
+/// The `milvus-server` wrapper of the pinned wheel.
+fn milvus_server_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("MILVUS_SERVER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let bin = workspace_root().join("target/venv/bin/milvus-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask services up` (it installs the pinned milvus wheel) \
+         or set MILVUS_SERVER_BIN",
+        bin.display()
+    );
+    bin
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("0.0.0.0", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A Milvus of this test's own, on a block of free ports (gRPC port P; P-1 and P+1..P+9
+/// for its internal services and embedded etcd, laid out as xtask does), with its data
+/// under target/. Killed with SIGKILL (its whole process group) when dropped.
+struct OwnMilvus {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    wrapper: Option<Child>,
+    killed_at: Option<Instant>,
+}
+
+/// Milvus registers each component in etcd with a 30 s lease (`common.session.ttl`). A
+/// server restarted on the same data before the killed one's sessions lapse dials those
+/// stale sessions and dies ("unknown service milvus.proto.data.DataCoord"), so a restart
+/// waits this long after the kill.
+const SESSION_TTL_MARGIN: Duration = Duration::from_secs(35);
+
+impl OwnMilvus {
+    fn new() -> Self {
+        let port = (42_000..60_000)
+            .step_by(20)
+            .find(|p| (p - 1..=p + 9).all(port_free))
+            .expect("no free block of 11 ports for a test Milvus");
+        let dir = workspace_root()
+            .join("target/test-milvus")
+            .join(unique_name("fault"));
+        fs::create_dir_all(&dir).unwrap();
+        // The embedded etcd ignores --etcd-port; it reads its URLs from this file.
+        fs::write(
+            dir.join("etcd.yaml"),
+            format!(
+                "name: vectorgate-test\n\
+                 listen-client-urls: http://127.0.0.1:{c}\n\
+                 advertise-client-urls: http://127.0.0.1:{c}\n\
+                 listen-peer-urls: http://127.0.0.1:{p}\n\
+                 initial-advertise-peer-urls: http://127.0.0.1:{p}\n\
+                 initial-cluster: vectorgate-test=http://127.0.0.1:{p}\n",
+                c = port + 8,
+                p = port + 9
+            ),
+        )
+        .unwrap();
+        Self {
+            bin: milvus_server_bin(),
+            dir,
+            port,
+            wrapper: None,
+            killed_at: None,
+        }
+    }
+
+    fn start(&mut self) {
+        if let Some(killed_at) = self.killed_at {
+            std::thread::sleep(SESSION_TTL_MARGIN.saturating_sub(killed_at.elapsed()));
+        }
+        let p = self.port;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let flags = [
+            ("--proxy-port", p),
+            ("--proxy-internal-port", p - 1),
+            ("--query-coord-port", p + 1),
+            ("--root-coord-port", p + 2),
+            ("--data-coord-port", p + 3),
+            ("--data-node-port", p + 4),
+            ("--query-node-port", p + 5),
+            ("--index-coord-port", p + 6),
+            ("--index-node-port", p + 7),
+            ("--etcd-port", p + 8),
+        ];
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--data").arg(self.dir.join("data"));
+        for (flag, port) in flags {
+            cmd.arg(flag).arg(port.to_string());
+        }
+        cmd.env("ETCD_CONFIG_PATH", self.dir.join("etcd.yaml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            // Own process group: one kill reaches the wrapper and the Milvus it starts.
+            .process_group(0);
+        self.wrapper = Some(cmd.spawn().expect("could not start milvus-server"));
+    }
+
+    /// Starts the server until it answers, at most `attempts` times.
+    ///
+    /// On a restart after SIGKILL, the embedded etcd restores the killed server's session
+    /// leases with a fresh TTL; a coordinator that comes up meanwhile may wait as standby
+    /// and the new proxy then dies on "unknown service milvus.proto.data.DataCoord" (seen
+    /// in about half of the restarts here). The wrapper does not restart its child, so
+    /// neither do we wait forever: kill, let the sessions lapse, start again.
+    async fn start_until_ready(&mut self, settings: &Settings, attempts: u32) {
+        for attempt in 1..=attempts {
+            self.start();
+            match self.wait_ready(settings, Duration::from_secs(90)).await {
+                Ok(()) => return,
+                Err(why) if attempt < attempts => {
+                    eprintln!("test Milvus start {attempt} failed ({why}); retrying");
+                    self.kill();
+                }
+                Err(why) => panic!(
+                    "test Milvus on port {} not ready after {attempts} starts: {why}; see {}",
+                    self.port,
+                    self.dir.join("data/logs/milvus-stderr.log").display()
+                ),
+            }
+        }
+    }
+
+    async fn wait_ready(&self, settings: &Settings, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("gRPC port closed");
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                let store = MilvusStore::new(settings.milvus_config()).unwrap();
+                match store.server_version().await {
+                    Ok(_) => return Ok(()),
+                    Err(err) => last_error = err.to_string(),
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready within {timeout:?}: {last_error}"));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// SIGKILL to the process group (wrapper and server), then wait until the gRPC port is
+    /// free again.
+    fn kill(&mut self) {
+        let Some(mut wrapper) = self.wrapper.take() else {
+            return;
+        };
+        let pgid = wrapper.id();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+        let _ = wrapper.kill();
+        let _ = wrapper.wait();
+        self.killed_at = Some(Instant::now());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !port_free(self.port) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for OwnMilvus {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            // Keep the evidence of a failed run, without the unpacked binaries and data.
+            let _ = fs::remove_dir_all(self.dir.join("data/bin"));
+            let _ = fs::remove_dir_all(self.dir.join("data/data"));
+            eprintln!(
+                "test Milvus log kept at {}",
+                self.dir.join("server.log").display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
+    if !milvus_tests_enabled("milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges") {
+        return;
+    }
+    let mut server = OwnMilvus::new();
+    let mut settings = settings(Metric::Ip, "127.0.0.1", server.port);
+    settings.milvus.call_timeout = Duration::from_secs(3);
+    settings.milvus.connect_timeout = Duration::from_secs(2);
+    server.start_until_ready(&settings, 3).await;
+
+    let dual: Arc<DualGateway> = VectorStoreFactory::build_dual(&settings).await.unwrap();
+    let records = generate_records(shape(600, 5), 10_000);
+    let mut batches = records.chunks(50);
+    for batch in batches.by_ref().take(3) {
+        dual.upsert_vectors(batch).await.unwrap();
+    }
+    dual.flush_background().await;
+    assert_eq!(dual.outbox_depth().await.unwrap(), 0);
+
+    server.kill();
+    let mut written_while_down = 0;
+    for (i, batch) in batches.by_ref().take(6).enumerate() {
+        let n = dual
+            .upsert_vectors(batch)
+            .await
+            .unwrap_or_else(|e| panic!("dual upsert {i} with Milvus down must succeed: {e}"));
+        written_while_down += n;
+        dual.flush_background().await;
+        assert_eq!(
+            dual.outbox_depth().await.unwrap(),
+            i as u64 + 1,
+            "one outbox entry per write Milvus missed"
+        );
+    }
+    assert_eq!(written_while_down, 300);
+    // A delete and a move while down, too.
+    let gone = [records[0].chunk_id, records[160].chunk_id];
+    dual.delete_vectors(&DeleteRequest::chunks(records[0].tenant_id, [gone[0]]))
+        .await
+        .unwrap();
+    dual.delete_vectors(&DeleteRequest::chunks(records[160].tenant_id, [gone[1]]))
+        .await
+        .unwrap();
+    let moved = VectorRecord::new(
+        records[3].chunk_id,
+        tenant(9),
+        project(9),
+        Embedding::new(vec![0.5; DIM as usize]).unwrap(),
+    );
+    dual.upsert_vectors(std::slice::from_ref(&moved))
+        .await
+        .unwrap();
+    dual.flush_background().await;
+    assert_eq!(dual.outbox_depth().await.unwrap(), 9);
+
+    server.start_until_ready(&settings, 3).await;
+    // Later writes reach Milvus again.
+    for batch in batches {
+        dual.upsert_vectors(batch).await.unwrap();
+    }
+    dual.flush_background().await;
+
+    // Replay. Milvus may still be loading its collection right after the restart: retry
+    // a bounded number of times, as an operator would.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        let report = dual.sync().await.unwrap();
+        if report.remaining == 0 || Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    assert_eq!(report.remaining, 0, "{report:?}");
+    assert!(report.entries_replayed >= 9, "{report:?}");
+
+    let stores = Stores::both(&settings).unwrap();
+    let in_pg = pg_rows(stores.pgvector.as_ref().unwrap()).await;
+    let in_milvus = milvus_rows(stores.milvus.as_ref().unwrap()).await;
+    assert_eq!(in_pg.len(), 600 - 2);
+    let by_id = |rows: &[VectorRecord]| -> BTreeMap<i64, VectorRecord> {
+        rows.iter().map(|r| (r.chunk_id.get(), r.clone())).collect()
+    };
+    let (a, b) = (by_id(&in_pg), by_id(&in_milvus));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same ids"
+    );
+    assert_eq!(a, b, "same tenants, projects and vectors");
+    assert!(!b.contains_key(&gone[0].get()) && !b.contains_key(&gone[1].get()));
+    assert_eq!(b.get(&moved.chunk_id.get()), Some(&moved));
+
+    dual.close().await.unwrap();
+    // The collection lives on this test's own server (removed with it); drop the tables.
+    let pg = stores.pgvector.unwrap();
+    for table in [&settings.pgvector.table, &settings.dual.outbox_table] {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+            .execute(pg.pool())
+            .await
+            .unwrap();
+    }
+    drop(server);
+}
