@@ -7,6 +7,7 @@
 //! `target/bench/results.json` under the store's name, leaving other stores' entries alone.
 
 mod common;
+mod dual;
 mod milvus;
 mod pgvector;
 
@@ -18,7 +19,8 @@ async fn run_store(args: &Args) -> anyhow::Result<serde_json::Value> {
     match args.store.as_str() {
         "pgvector" => pgvector::run(args).await,
         "milvus" => milvus::run(args).await,
-        other => anyhow::bail!("unknown --store {other:?}; expected one of: pgvector, milvus"),
+        "dual" => dual::run(args).await,
+        other => anyhow::bail!("unknown --store {other:?}; expected one of: pgvector, milvus, dual"),
     }
 }
 
