@@ -122,6 +122,10 @@ pub struct PgVectorSettings {
     pub ef_search: u32,
     pub ivfflat_probes: u32,
     pub max_scan_tuples: u32,
+    /// Scopes of at most this many rows are searched exactly (0: always the index).
+    pub exact_search_max_rows: u32,
+    /// Upsert statements in flight at once within one call.
+    pub upsert_concurrency: usize,
     pub index_build_memory_mb: u32,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
@@ -136,6 +140,8 @@ impl Default for PgVectorSettings {
             ef_search: 100,
             ivfflat_probes: 10,
             max_scan_tuples: 20_000,
+            exact_search_max_rows: 10_000,
+            upsert_concurrency: 2,
             index_build_memory_mb: 512,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
@@ -350,6 +356,12 @@ pub const VARIABLES: &[Variable] = &[
     var("PGVECTOR_IVFFLAT_PROBES", "10", "an integer >= 1"),
     var("PGVECTOR_MAX_SCAN_TUPLES", "20000", "an integer >= 1"),
     var(
+        "PGVECTOR_EXACT_SEARCH_MAX_ROWS",
+        "10000",
+        "an integer >= 0 (0: always the vector index)",
+    ),
+    var("PGVECTOR_UPSERT_CONCURRENCY", "2", "an integer in 1..=64"),
+    var(
         "PGVECTOR_INDEX_BUILD_MEMORY_MB",
         "512",
         "an integer in 1..=2097151",
@@ -416,6 +428,8 @@ struct RawEnv {
     pgvector_ivfflat_lists: Option<String>,
     pgvector_ivfflat_probes: Option<String>,
     pgvector_max_scan_tuples: Option<String>,
+    pgvector_exact_search_max_rows: Option<String>,
+    pgvector_upsert_concurrency: Option<String>,
     pgvector_index_build_memory_mb: Option<String>,
     pgvector_max_connections: Option<String>,
     pgvector_acquire_timeout_ms: Option<String>,
@@ -719,6 +733,20 @@ impl Settings {
                 "an integer in 1..=2147483647",
                 |v| (1..=i32::MAX as u32).contains(v),
             )?,
+            exact_search_max_rows: parse_num(
+                "PGVECTOR_EXACT_SEARCH_MAX_ROWS",
+                raw.pgvector_exact_search_max_rows,
+                pg_defaults.exact_search_max_rows,
+                "an integer >= 0 (0: always the vector index)",
+                |_| true,
+            )?,
+            upsert_concurrency: parse_num(
+                "PGVECTOR_UPSERT_CONCURRENCY",
+                raw.pgvector_upsert_concurrency,
+                pg_defaults.upsert_concurrency,
+                "an integer in 1..=64",
+                |v| (1..=64).contains(v),
+            )?,
             index_build_memory_mb: parse_num(
                 "PGVECTOR_INDEX_BUILD_MEMORY_MB",
                 raw.pgvector_index_build_memory_mb,
@@ -899,6 +927,8 @@ impl Settings {
         config.ef_search = pg.ef_search;
         config.ivfflat_probes = pg.ivfflat_probes;
         config.max_scan_tuples = pg.max_scan_tuples;
+        config.exact_search_max_rows = pg.exact_search_max_rows;
+        config.upsert_concurrency = pg.upsert_concurrency;
         config.index_build_memory_mb = pg.index_build_memory_mb;
         config.batch_size = self.upsert_batch_size;
         config.max_connections = pg.max_connections;
@@ -1114,6 +1144,18 @@ mod tests {
     }
 
     const URL: &str = "postgres://app:s3cr3t-pw@db.internal:5432/vectors";
+
+    #[test]
+    fn defaults_match_the_adapters_own() {
+        let s = Settings::from_vars(env(&[("EMBEDDING_DIM", "8"), ("DATABASE_URL", URL)])).unwrap();
+        let ours = s.pgvector_config().unwrap();
+        let theirs = PgVectorConfig::new(URL, Dimension::new(8).unwrap());
+        assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+        let ours = s.milvus_config();
+        let mut theirs = MilvusConfig::new("localhost", 19530, Dimension::new(8).unwrap());
+        theirs.batch_size = 1000;
+        assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+    }
 
     #[test]
     fn defaults_follow_the_seed() {
