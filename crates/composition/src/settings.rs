@@ -390,7 +390,11 @@ pub const VARIABLES: &[Variable] = &[
         "4*sqrt(MILVUS_EXPECTED_ROWS)",
         "an integer in 1..=65536",
     ),
-    var("MILVUS_SEARCH_NPROBE", "nlist/2", "an integer in 1..=65536"),
+    var(
+        "MILVUS_SEARCH_NPROBE",
+        "90% of nlist",
+        "an integer in 1..=65536",
+    ),
     var("MILVUS_EXPECTED_ROWS", "100000", "an integer >= 1"),
     var("MILVUS_CONSISTENCY", "Session", Consistency::ACCEPTED),
     var("MILVUS_CONNECT_TIMEOUT_MS", "5000", "milliseconds >= 1"),

@@ -20,7 +20,9 @@ async fn run_store(args: &Args) -> anyhow::Result<serde_json::Value> {
         "pgvector" => pgvector::run(args).await,
         "milvus" => milvus::run(args).await,
         "dual" => dual::run(args).await,
-        other => anyhow::bail!("unknown --store {other:?}; expected one of: pgvector, milvus, dual"),
+        other => {
+            anyhow::bail!("unknown --store {other:?}; expected one of: pgvector, milvus, dual")
+        }
     }
 }
 
