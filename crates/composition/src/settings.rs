@@ -15,7 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use vectorgate_adapter_milvus::{Consistency, MilvusConfig};
-use vectorgate_adapter_pgvector::{PgIndex, PgVectorConfig};
+use vectorgate_adapter_pgvector::{redact_url, PgIndex, PgVectorConfig};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
 /// Which store(s) the gateway uses.
@@ -1105,35 +1105,6 @@ impl SettingsBuilder {
         }
         Ok(s)
     }
-}
-
-/// The URL with its password (user-info or `password=` parameter) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let start = scheme_end + 3;
-        let authority_end = out[start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| start + i);
-        if let Some(at) = out[start..authority_end].rfind('@') {
-            let userinfo_end = start + at;
-            if let Some(colon) = out[start..userinfo_end].find(':') {
-                out.replace_range(start + colon + 1..userinfo_end, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", redacted.join("&"));
-    }
-    out
 }
 
 #[cfg(test)]
