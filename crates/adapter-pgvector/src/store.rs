@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use pgvector::Vector;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgPool, Postgres, Row};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use vectorgate_domain::{
     validate_records, ChunkId, CollectionStatus, DeleteRequest, Dimension, Embedding, GatewayError,
     HealthStatus, ProjectFilter, ProjectId, ScanFilter, SearchHit, SearchRequest, SearchScope,
@@ -253,8 +253,7 @@ impl PgVectorStore {
                 .await
                 .map_err(self.err(op))?;
         if installed.is_none() {
-            sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS vector")
-                .execute(&mut *tx)
+            execute_ddl(&mut tx, "CREATE EXTENSION IF NOT EXISTS vector")
                 .await
                 .map_err(self.err(op))?;
         }
@@ -280,19 +279,14 @@ impl PgVectorStore {
             }
         } else {
             for ddl in schema::create_table_sql(config) {
-                sqlx::raw_sql(&ddl)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.err(op))?;
+                execute_ddl(&mut tx, &ddl).await.map_err(self.err(op))?;
             }
         }
-        sqlx::raw_sql(&schema::create_scope_index_sql(&config.table))
-            .execute(&mut *tx)
+        execute_ddl(&mut tx, &schema::create_scope_index_sql(&config.table))
             .await
             .map_err(self.err(op))?;
         if info.vector_indexes.is_empty() {
-            sqlx::raw_sql(&schema::create_vector_index_sql(config))
-                .execute(&mut *tx)
+            execute_ddl(&mut tx, &schema::create_vector_index_sql(config))
                 .await
                 .map_err(self.err(op))?;
         }
@@ -343,10 +337,8 @@ impl PgVectorStore {
                 return Err(self.missing_table());
             }
             for index in &info.vector_indexes {
-                sqlx::raw_sql(&format!("DROP INDEX {}", schema::quote_ident(&index.name)))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.err(op))?;
+                let drop = format!("DROP INDEX {}", schema::quote_ident(&index.name));
+                execute_ddl(&mut tx, &drop).await.map_err(self.err(op))?;
                 // The server's own definition rebuilds exactly what was there.
                 rebuild.push(index.definition.clone());
             }
@@ -378,16 +370,13 @@ impl PgVectorStore {
             let build_started = Instant::now();
             // Only an integer from the validated settings goes into this SET: SET cannot
             // take bind parameters.
-            sqlx::raw_sql(&format!(
+            let memory = format!(
                 "SET LOCAL maintenance_work_mem = '{}MB'",
                 config.index_build_memory_mb
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err(op))?;
+            );
+            execute_ddl(&mut tx, &memory).await.map_err(self.err(op))?;
             for definition in &rebuild {
-                sqlx::raw_sql(definition)
-                    .execute(&mut *tx)
+                execute_ddl(&mut tx, definition)
                     .await
                     .map_err(self.err(op))?;
             }
@@ -902,4 +891,16 @@ impl VectorStoreGateway for PgVectorStore {
         self.inner.pool.close().await;
         Ok(())
     }
+}
+
+/// Runs one statement without parameters (DDL, `SET LOCAL`).
+///
+/// `sqlx::raw_sql(..).execute(..)` would be the obvious call, but rustc cannot prove its
+/// future `Send` (a higher-ranked lifetime in its `Executor` bound), which made every
+/// caller's future, `bootstrap` first, unusable from a spawned task. A one-off unnamed
+/// prepared statement runs the same single statement and keeps the futures `Send`; it is
+/// not cached because the text is used once.
+async fn execute_ddl(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).persistent(false).execute(conn).await?;
+    Ok(())
 }

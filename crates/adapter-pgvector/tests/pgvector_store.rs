@@ -791,3 +791,24 @@ async fn an_upsert_spanning_many_concurrent_batches_writes_every_row_once() {
     })
     .await;
 }
+
+/// Services await these inside spawned tasks and `Send` trait objects (the composition
+/// factory does), which fails to compile if a future is not `Send`. No I/O happens: the
+/// futures are built and dropped.
+#[tokio::test]
+async fn operator_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let store = PgVectorStore::new(PgVectorConfig::new(
+        "postgres://nobody@127.0.0.1:9/none",
+        Dimension::new(3).unwrap(),
+    ))
+    .unwrap();
+    let records = [record(1, 1, 1, vec![1.0, 0.0, 0.0])];
+    let ids = [chunk(1)];
+    assert_send(&store.bootstrap());
+    assert_send(&store.bulk_load(&records, true));
+    assert_send(&store.bulk_load_timed(&records, true));
+    assert_send(&store.scan(ScanFilter::all(), None, 10));
+    assert_send(&store.fetch(&ids));
+    assert_send(&store.count(ScanFilter::all()));
+}
