@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use crate::layout::Layout;
 use crate::process::{cargo, run};
 use crate::services::{self, Ports, Settings};
+use crate::venv;
 
 /// Set by the Ctrl-C/SIGTERM handler: the running step's child gets the signal too and
 /// fails; the remaining steps are skipped, the services are still stopped.
@@ -162,10 +163,17 @@ pub fn with_services(
     steps.run(STOP_LABEL, || services::down(layout));
 }
 
-/// The settings as environment variables of a cargo command, plus the Milvus suite's guard.
-fn with_env<'c>(cmd: &'c mut Command, settings: &Settings) -> &'c mut Command {
+/// The settings as environment variables of a cargo command, plus the Milvus suite's guard
+/// and the `milvus-server` binary that the Milvus fault test starts a server of its own
+/// with (when the venv has it; with `--external` that test needs MILVUS_SERVER_BIN set).
+fn with_env<'c>(cmd: &'c mut Command, layout: &Layout, settings: &Settings) -> &'c mut Command {
     for (key, value) in settings.pairs() {
         cmd.env(key, value);
+    }
+    if std::env::var_os("MILVUS_SERVER_BIN").is_none() {
+        if let Some(venv) = venv::existing(layout) {
+            cmd.env("MILVUS_SERVER_BIN", venv.milvus_server());
+        }
     }
     cmd.env("RUN_MILVUS_TESTS", "1")
 }
@@ -205,6 +213,7 @@ pub fn test(layout: &Layout, external: bool, ports: Ports, extra: &[String]) -> 
             steps.run("doc tests (cargo test --workspace --doc)", || {
                 run(with_env(
                     cargo().args(["test", "--workspace", "--doc"]),
+                    layout,
                     settings,
                 ))
             });
@@ -213,6 +222,7 @@ pub fn test(layout: &Layout, external: bool, ports: Ports, extra: &[String]) -> 
                     cargo()
                         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
                         .args(extra),
+                    layout,
                     settings,
                 ))
             });
@@ -222,6 +232,7 @@ pub fn test(layout: &Layout, external: bool, ports: Ports, extra: &[String]) -> 
                     cargo()
                         .args(["test", "--workspace", "--no-fail-fast"])
                         .args(extra),
+                    layout,
                     settings,
                 ))
             });
@@ -244,6 +255,7 @@ pub fn test_milvus(layout: &Layout, external: bool, ports: Ports, extra: &[Strin
                         .args(["nextest", "run", "-p", MILVUS_PACKAGE, "--no-fail-fast"])
                         .args(["-E", "kind(test)"])
                         .args(extra),
+                    layout,
                     settings,
                 ))
             });
@@ -254,6 +266,7 @@ pub fn test_milvus(layout: &Layout, external: bool, ports: Ports, extra: &[Strin
                         .args(["test", "-p", MILVUS_PACKAGE, "--no-fail-fast"])
                         .args(["--test", "*"])
                         .args(extra),
+                    layout,
                     settings,
                 ))
             });
@@ -284,6 +297,7 @@ pub fn bench(
                     ])
                     .args(["--", "--store", store])
                     .args(extra),
+                layout,
                 settings,
             ))
         });
