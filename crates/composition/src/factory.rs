@@ -21,6 +21,7 @@ use vectorgate_domain::{
 use crate::dual::{DualGateway, DualOptions, DualStores, RowKey, StoreRows};
 use crate::observability::Instrumented;
 use crate::outbox::{Outbox, PgOutbox};
+use crate::schema_gate::{SchemaOnFirstUse, SchemaSetup};
 use crate::settings::{Settings, VectorStoreMode};
 
 /// Name of the small key/value table recording the last mode used with a database.
@@ -44,11 +45,13 @@ impl std::fmt::Debug for PgParts {
     }
 }
 
-/// The Milvus side as the factory needs it.
+/// The Milvus side as the factory needs it. Building it does no I/O: the factory runs
+/// `schema` itself, so that dual mode can start while Milvus is unreachable.
 #[derive(Clone)]
 pub struct MilvusParts {
     pub gateway: Arc<dyn VectorStoreGateway>,
     pub rows: Arc<dyn StoreRows>,
+    pub schema: Arc<dyn SchemaSetup>,
 }
 
 impl std::fmt::Debug for MilvusParts {
@@ -57,7 +60,7 @@ impl std::fmt::Debug for MilvusParts {
     }
 }
 
-/// Constructs (and bootstraps the schema of) each store. The factory calls only the
+/// Constructs each store (pgvector: and bootstraps its table). The factory calls only the
 /// methods of the stores the mode uses.
 #[async_trait]
 pub trait StoreProvider: Send + Sync {
@@ -256,7 +259,7 @@ pub struct AdapterProvider;
 impl StoreProvider for AdapterProvider {
     async fn pgvector(&self, settings: &Settings) -> Result<PgParts, GatewayError> {
         let store = Stores::pgvector_store(settings)?;
-        bootstrap_pgvector(settings).await?;
+        store.bootstrap().await?;
         let pool = store.pool().clone();
         Ok(PgParts {
             outbox: Arc::new(PgOutbox::new(
@@ -271,37 +274,12 @@ impl StoreProvider for AdapterProvider {
 
     async fn milvus(&self, settings: &Settings) -> Result<MilvusParts, GatewayError> {
         let store = Stores::milvus_store(settings)?;
-        store.ensure_schema().await?;
         Ok(MilvusParts {
             rows: Arc::new(MilvusRows(store.clone())),
+            schema: Arc::new(store.clone()),
             gateway: Arc::new(store),
         })
     }
-}
-
-/// Creates or verifies the pgvector table.
-///
-/// `PgVectorStore::bootstrap`'s future is not `Send` (rustc cannot prove its sqlx
-/// executor borrows `Send` for every lifetime), so it cannot be awaited inside a `Send`
-/// future such as the factory's. It runs on a store of its own, on a current-thread
-/// runtime in a blocking thread; that store's pool is closed before returning so that no
-/// connection outlives the runtime it was made on. Costs one extra connection at start-up.
-pub async fn bootstrap_pgvector(settings: &Settings) -> Result<(), GatewayError> {
-    let config = settings.pgvector_config()?;
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| GatewayError::backend(StoreKind::Pgvector, "bootstrap", e))?;
-        runtime.block_on(async move {
-            let store = PgVectorStore::new(config)?;
-            let result = store.bootstrap().await;
-            store.pool().close().await;
-            result
-        })
-    })
-    .await
-    .map_err(|e| GatewayError::backend(StoreKind::Pgvector, "bootstrap", e))?
 }
 
 /// Builds the gateway for `settings.mode`.
@@ -332,6 +310,7 @@ impl VectorStoreFactory {
             }
             VectorStoreMode::Milvus => {
                 let milvus = provider.milvus(settings).await?;
+                milvus.schema.ensure_schema().await?;
                 record_mode(settings, None).await;
                 Instrumented::wrap(milvus.gateway)
             }
@@ -347,8 +326,36 @@ impl VectorStoreFactory {
         settings: &Settings,
         provider: &dyn StoreProvider,
     ) -> Result<Arc<DualGateway>, GatewayError> {
-        let (pg, milvus) = tokio::join!(provider.pgvector(settings), provider.milvus(settings));
-        let (pg, milvus) = (pg?, milvus?);
+        let milvus = provider.milvus(settings).await?;
+        let (pg, milvus_schema) =
+            tokio::join!(provider.pgvector(settings), milvus.schema.ensure_schema());
+        let pg = pg?;
+        let milvus = match milvus_schema {
+            Ok(()) => milvus,
+            // pgvector is the source of truth: a Milvus that is down at start must not keep
+            // the service down. Anything else (a schema mismatch, bad settings) will not
+            // heal by waiting and fails the build.
+            Err(err) if err.is_unavailable() => {
+                tracing::warn!(
+                    store = "milvus",
+                    error = %err,
+                    "dual mode starts without Milvus: its writes go to the outbox until Milvus \
+                     is reached, then its collection is created or verified on first use; \
+                     run `vectorgate sync` once it is back"
+                );
+                let gated = Arc::new(SchemaOnFirstUse::new(
+                    milvus.gateway,
+                    milvus.rows,
+                    milvus.schema.clone(),
+                ));
+                MilvusParts {
+                    gateway: gated.clone(),
+                    rows: gated,
+                    schema: milvus.schema,
+                }
+            }
+            Err(err) => return Err(err),
+        };
         pg.outbox.bootstrap().await?;
         if settings.mode == VectorStoreMode::Dual {
             record_mode(settings, Some(pg.mode_state.as_ref())).await;
@@ -463,8 +470,101 @@ mod tests {
                     Dimension::new(8).unwrap(),
                     Metric::Ip,
                 )),
+                schema: Arc::new(FakeSchema::default()),
             })
         }
+    }
+
+    /// A Milvus schema check that fails with `Unavailable` while `store` is down, or
+    /// always with `error` when set; counts its calls.
+    #[derive(Default)]
+    struct FakeSchema {
+        store: Option<Arc<MemoryStore>>,
+        error: Option<GatewayError>,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SchemaSetup for FakeSchema {
+        async fn ensure_schema(&self) -> Result<(), GatewayError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(err) = &self.error {
+                return Err(err.clone());
+            }
+            match &self.store {
+                // Any data call fails exactly when the store is down.
+                Some(store) => store.check_up(),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// In-memory stores on both sides, so that a dual gateway built by the factory can be
+    /// driven end to end.
+    struct MemoryProvider {
+        pgvector: Arc<MemoryStore>,
+        milvus: Arc<MemoryStore>,
+        schema: Arc<FakeSchema>,
+        outbox: Arc<MemoryOutbox>,
+        state: Arc<MemoryModeState>,
+    }
+
+    impl MemoryProvider {
+        fn new(schema_error: Option<GatewayError>) -> Self {
+            let store = |kind| {
+                Arc::new(MemoryStore::new(
+                    kind,
+                    Dimension::new(8).unwrap(),
+                    Metric::Ip,
+                ))
+            };
+            let milvus = store(StoreKind::Milvus);
+            Self {
+                pgvector: store(StoreKind::Pgvector),
+                schema: Arc::new(FakeSchema {
+                    store: Some(milvus.clone()),
+                    error: schema_error,
+                    calls: AtomicUsize::new(0),
+                }),
+                milvus,
+                outbox: Arc::default(),
+                state: Arc::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl StoreProvider for MemoryProvider {
+        async fn pgvector(&self, _settings: &Settings) -> Result<PgParts, GatewayError> {
+            Ok(PgParts {
+                gateway: self.pgvector.clone(),
+                rows: self.pgvector.clone(),
+                outbox: self.outbox.clone(),
+                mode_state: self.state.clone(),
+            })
+        }
+
+        async fn milvus(&self, _settings: &Settings) -> Result<MilvusParts, GatewayError> {
+            Ok(MilvusParts {
+                gateway: self.milvus.clone(),
+                rows: self.milvus.clone(),
+                schema: self.schema.clone(),
+            })
+        }
+    }
+
+    fn records(ids: std::ops::Range<i64>) -> Vec<VectorRecord> {
+        ids.map(|id| {
+            let mut values = vec![0.0; 8];
+            values[(id % 8) as usize] = 1.0;
+            VectorRecord::new(
+                ChunkId::new(id).unwrap(),
+                vectorgate_domain::TenantId::new(1).unwrap(),
+                vectorgate_domain::ProjectId::new(1).unwrap(),
+                vectorgate_domain::Embedding::new(values).unwrap(),
+            )
+        })
+        .collect()
     }
 
     fn settings(mode: &str) -> Settings {
@@ -551,6 +651,79 @@ mod tests {
             changes[0]
         );
         assert_eq!(logs.lines_with("vector store mode in use").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn dual_mode_starts_while_milvus_is_down_and_ensures_its_schema_on_first_contact() {
+        let logs = CapturedLogs::default();
+        let _guard = logs.install();
+        let provider = MemoryProvider::new(None);
+        provider.milvus.set_down(true);
+        let dual = VectorStoreFactory::build_dual_with(&settings("dual"), &provider)
+            .await
+            .expect("dual mode starts while Milvus is down");
+        let warnings = logs.lines_with("dual mode starts without Milvus");
+        assert_eq!(warnings.len(), 1, "{}", logs.text());
+        assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+
+        // While Milvus stays down, writes succeed for the caller and are kept for sync.
+        assert_eq!(dual.upsert_vectors(&records(0..3)).await.unwrap(), 3);
+        dual.flush_background().await;
+        assert_eq!(provider.pgvector.snapshot().len(), 3);
+        assert!(provider.milvus.snapshot().is_empty());
+        assert_eq!(provider.outbox.pending().len(), 1);
+        assert_eq!(
+            provider.schema.calls.load(Ordering::SeqCst),
+            2,
+            "build, first write"
+        );
+
+        // Milvus is back: the next write ensures the schema once, then reaches Milvus.
+        provider.milvus.set_down(false);
+        dual.upsert_vectors(&records(3..5)).await.unwrap();
+        dual.upsert_vectors(&records(5..6)).await.unwrap();
+        dual.flush_background().await;
+        assert_eq!(provider.schema.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            provider.milvus.snapshot().len(),
+            3,
+            "ids 3..6 reached Milvus"
+        );
+        assert_eq!(logs.lines_with("schema created or verified").len(), 1);
+
+        // sync replays what Milvus missed while it was down.
+        provider.outbox.expire_leases();
+        let report = dual.sync().await.unwrap();
+        assert_eq!(report.upserted, 3, "{report:?}");
+        assert_eq!(provider.milvus.snapshot(), provider.pgvector.snapshot());
+        assert!(provider.outbox.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_milvus_schema_mismatch_fails_the_dual_build() {
+        let mismatch = GatewayError::schema_mismatch(
+            StoreKind::Milvus,
+            "knowledge_chunks",
+            "dimension: expected 8, found 16",
+        );
+        let provider = MemoryProvider::new(Some(mismatch));
+        let Err(err) = VectorStoreFactory::build_with(&settings("dual"), &provider).await else {
+            panic!("a mismatch will not heal by waiting: the build must fail");
+        };
+        assert!(
+            matches!(err, GatewayError::SchemaMismatch { ref details, .. } if details.contains("expected 8")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn milvus_mode_does_not_start_while_milvus_is_down() {
+        let provider = MemoryProvider::new(None);
+        provider.milvus.set_down(true);
+        let Err(err) = VectorStoreFactory::build_with(&settings("milvus"), &provider).await else {
+            panic!("milvus mode needs Milvus at start");
+        };
+        assert!(err.is_unavailable(), "{err}");
     }
 
     #[tokio::test]

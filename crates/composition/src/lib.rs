@@ -17,6 +17,7 @@ pub mod factory;
 pub mod memory;
 pub mod observability;
 pub mod outbox;
+pub mod schema_gate;
 pub mod settings;
 
 pub use dual::{DualGateway, DualOptions, DualStores, RowKey, StoreRows, SyncReport};
@@ -27,6 +28,7 @@ pub use factory::{
 pub use memory::MemoryStore;
 pub use observability::{install_prometheus_recorder, Instrumented};
 pub use outbox::{Completion, Intent, IntentOp, MemoryOutbox, Outbox, OutboxEntry, PgOutbox};
+pub use schema_gate::{SchemaOnFirstUse, SchemaSetup};
 pub use settings::{ReadFrom, Settings, SettingsBuilder, VectorStoreMode, VARIABLES};
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl MemoryStore {
         self.rows.lock().unwrap().insert(record.chunk_id, record);
     }
 
-    fn check_up(&self) -> Result<(), GatewayError> {
+    pub(crate) fn check_up(&self) -> Result<(), GatewayError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(GatewayError::unavailable(
                 self.kind,

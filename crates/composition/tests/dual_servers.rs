@@ -446,16 +446,35 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
     let mut settings = settings(Metric::Ip, "127.0.0.1", server.port);
     settings.milvus.call_timeout = Duration::from_secs(3);
     settings.milvus.connect_timeout = Duration::from_secs(2);
-    server.start_until_ready(&settings, 3).await;
 
-    let dual: Arc<DualGateway> = VectorStoreFactory::build_dual(&settings).await.unwrap();
+    // The service starts in dual mode before its Milvus ever ran (no collection yet).
+    let dual: Arc<DualGateway> = VectorStoreFactory::build_dual(&settings)
+        .await
+        .expect("dual mode starts while Milvus is down");
     let records = generate_records(shape(600, 5), 10_000);
     let mut batches = records.chunks(50);
-    for batch in batches.by_ref().take(3) {
+    for batch in batches.by_ref().take(1) {
+        dual.upsert_vectors(batch)
+            .await
+            .expect("a dual write succeeds before Milvus was ever reached");
+    }
+    dual.flush_background().await;
+    assert_eq!(dual.outbox_depth().await.unwrap(), 1);
+
+    // Milvus comes up: the next write creates the collection and reaches it.
+    server.start_until_ready(&settings, 3).await;
+    for batch in batches.by_ref().take(2) {
         dual.upsert_vectors(batch).await.unwrap();
     }
     dual.flush_background().await;
-    assert_eq!(dual.outbox_depth().await.unwrap(), 0);
+    assert_eq!(
+        dual.outbox_depth().await.unwrap(),
+        1,
+        "writes after Milvus came up reached it"
+    );
+    let milvus = MilvusStore::new(settings.milvus_config()).unwrap();
+    let status = milvus.schema().status().await.unwrap();
+    assert!(status.exists && status.loaded == Some(true), "{status:?}");
 
     server.kill();
     let mut written_while_down = 0;
@@ -468,7 +487,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         dual.flush_background().await;
         assert_eq!(
             dual.outbox_depth().await.unwrap(),
-            i as u64 + 1,
+            i as u64 + 2,
             "one outbox entry per write Milvus missed"
         );
     }
@@ -491,7 +510,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         .await
         .unwrap();
     dual.flush_background().await;
-    assert_eq!(dual.outbox_depth().await.unwrap(), 9);
+    assert_eq!(dual.outbox_depth().await.unwrap(), 10);
 
     server.start_until_ready(&settings, 3).await;
     // Later writes reach Milvus again.
@@ -511,7 +530,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     assert_eq!(report.remaining, 0, "{report:?}");
-    assert!(report.entries_replayed >= 9, "{report:?}");
+    assert!(report.entries_replayed >= 10, "{report:?}");
 
     let stores = Stores::both(&settings).unwrap();
     let in_pg = pg_rows(stores.pgvector.as_ref().unwrap()).await;
