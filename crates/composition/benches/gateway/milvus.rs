@@ -2,7 +2,8 @@
 //! then filtered search (1 and 8 clients) with recall against exact search.
 //!
 //! Overrides for tuning runs: `MILVUS_NLIST`, `MILVUS_NPROBE`, `MILVUS_UPSERT_CONCURRENCY`,
-//! `MILVUS_CONSISTENCY` (environment), else the adapter's defaults.
+//! `MILVUS_CONSISTENCY` (environment), else the adapter's defaults; `MILVUS_BENCH_ROUNDS`
+//! (6) and `MILVUS_BENCH_SETTLE_MS` (3000, the pause before each timed write).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +51,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     if let Some(c) = env_parse::<Consistency>("MILVUS_CONSISTENCY")? {
         config.consistency = c;
     }
-    let rounds: usize = env_parse("MILVUS_BENCH_ROUNDS")?.unwrap_or(5).max(1);
+    let rounds: usize = env_parse("MILVUS_BENCH_ROUNDS")?
+        .unwrap_or(ORDERS.len())
+        .max(1);
     let mut stores = Vec::new();
     for round in 0..rounds {
         for method in Method::ALL {
@@ -67,6 +70,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     }
     outcome
 }
+
+/// The orders of `Method::ALL` (indexes) that the rounds cycle through: all six, so that
+/// no method always follows the same one.
+const ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [2, 1, 0],
+    [1, 0, 2],
+    [2, 0, 1],
+    [0, 2, 1],
+    [1, 2, 0],
+];
 
 /// The three ways of writing the same rows that the run compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,20 +140,25 @@ async fn measure(
     let rows = data.records.len();
     let batch = config.batch_size;
 
-    // Each method writes the same rows into a fresh collection, in several rounds with the
-    // order rotated, and the median is reported: on a shared 2-core machine the server's
-    // background work (flushes, compaction of the previous round) otherwise favours
-    // whichever method runs first. The yardstick is the same column-wise upserts (batch
+    // Each method writes the same rows into a fresh collection, in several rounds, and the
+    // median is reported. A write leaves the server busy for a while after it returns, so
+    // order matters on a 2-core machine: each write starts after a pause
+    // (MILVUS_BENCH_SETTLE_MS), and the rounds go through every order of the three methods
+    // (each method follows each other one equally often). The yardstick is the same column-wise upserts (batch
     // 1000) through the SDK's `Client::upsert` directly, with as many requests in flight as
     // the gateway uses; the sequential SDK figure is the plain way, for reference.
     let mut samples: Vec<(Method, f64)> = Vec::new();
     let mut search_store = None;
     let rounds = stores.len() / Method::ALL.len();
+    let settle = Duration::from_millis(env_parse("MILVUS_BENCH_SETTLE_MS")?.unwrap_or(3000));
     for r in 0..rounds {
-        let mut order: Vec<&(Method, MilvusStore)> = stores[r * 3..r * 3 + 3].iter().collect();
-        order.rotate_left(r % 3);
-        for (method, store) in order {
+        let round = &stores[r * 3..r * 3 + 3];
+        for position in ORDERS[r % ORDERS.len()] {
+            let (method, store) = &round[position];
             store.ensure_schema().await?;
+            // The previous write leaves the server busy for a while (its data node persists
+            // the insert buffers); whoever wrote next would pay for it.
+            tokio::time::sleep(settle).await;
             let elapsed = match method {
                 Method::SdkSequential => {
                     baseline::sdk_upsert(store.config(), &data.records, batch, 1).await?
@@ -234,6 +253,7 @@ async fn measure(
         json!(config.upsert_concurrency),
     );
     params.insert("upsert_rounds".into(), json!(rounds));
+    params.insert("upsert_settle_ms".into(), json!(settle.as_millis()));
     params.insert(
         "upsert_figures".into(),
         json!("median of the rounds; every sample below, best = least disturbed by other load"),
