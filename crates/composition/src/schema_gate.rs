@@ -201,7 +201,10 @@ mod tests {
             ProjectId::new(1).unwrap(),
             vectorgate_domain::Embedding::new(vec![1.0, 0.0]).unwrap(),
         );
-        let err = gate.upsert_vectors(std::slice::from_ref(&record)).await.unwrap_err();
+        let err = gate
+            .upsert_vectors(std::slice::from_ref(&record))
+            .await
+            .unwrap_err();
         assert!(err.is_unavailable(), "{err}");
         assert!(
             store.snapshot().is_empty(),

@@ -20,7 +20,7 @@ use vectorgate_testkit::{
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Benchmarks a vector store through the gateway port")]
 pub struct Args {
-    /// Which store to measure (pgvector, milvus, dual).
+    /// Which store to measure (pgvector, milvus, dual, or all of them in turn).
     #[arg(long)]
     pub store: String,
     #[arg(long, default_value_t = 20_000)]
