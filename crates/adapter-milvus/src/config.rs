@@ -1,7 +1,5 @@
 //! Settings of the Milvus adapter and the derivation of its index/search defaults.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -23,48 +21,44 @@ pub const MAX_NLIST: u32 = 65_536;
 ///   everyone's. Writes made by other processes may be missed for a moment.
 /// - `Bounded`: may miss writes of the last few seconds (Milvus's own default).
 /// - `Eventually`: reads whatever is there now (fastest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+///
+/// Parsed case-insensitively (`eventual` is accepted for `Eventually`); an unknown name is a
+/// configuration error about `MILVUS_CONSISTENCY`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[strum(
+    ascii_case_insensitive,
+    parse_err_ty = GatewayError,
+    parse_err_fn = unknown_consistency
+)]
 pub enum Consistency {
     Strong,
     #[default]
     Session,
     Bounded,
+    #[strum(to_string = "Eventually", serialize = "eventual")]
     Eventually,
+}
+
+fn unknown_consistency(value: &str) -> GatewayError {
+    GatewayError::configuration("MILVUS_CONSISTENCY", value, Consistency::ACCEPTED)
 }
 
 impl Consistency {
     pub const ACCEPTED: &'static str = "Strong, Session, Bounded or Eventually";
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Consistency::Strong => "Strong",
-            Consistency::Session => "Session",
-            Consistency::Bounded => "Bounded",
-            Consistency::Eventually => "Eventually",
-        }
-    }
-}
-
-impl fmt::Display for Consistency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Consistency {
-    type Err = GatewayError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "strong" => Ok(Consistency::Strong),
-            "session" => Ok(Consistency::Session),
-            "bounded" => Ok(Consistency::Bounded),
-            "eventually" | "eventual" => Ok(Consistency::Eventually),
-            _ => Err(GatewayError::configuration(
-                "MILVUS_CONSISTENCY",
-                s,
-                Consistency::ACCEPTED,
-            )),
-        }
+        self.into()
     }
 }
 

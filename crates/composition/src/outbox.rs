@@ -21,8 +21,14 @@ use crate::settings::validate_table_name;
 /// Id of an outbox entry (also its position in time, see the module docs).
 pub type IntentId = i64;
 
-/// What a dual write did, as far as `sync` needs to know to replay it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a dual write did, as far as `sync` needs to know to replay it. Stored in the
+/// outbox's `op` column by its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = GatewayError,
+    parse_err_fn = unknown_op
+)]
 pub enum IntentOp {
     Upsert,
     /// Delete of listed chunk ids.
@@ -31,26 +37,17 @@ pub enum IntentOp {
     DeleteScope,
 }
 
+fn unknown_op(op: &str) -> GatewayError {
+    GatewayError::backend(
+        StoreKind::Dual,
+        "read outbox",
+        format!("unknown outbox op {op:?}"),
+    )
+}
+
 impl IntentOp {
     pub fn as_str(self) -> &'static str {
-        match self {
-            IntentOp::Upsert => "upsert",
-            IntentOp::DeleteChunks => "delete_chunks",
-            IntentOp::DeleteScope => "delete_scope",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, GatewayError> {
-        match s {
-            "upsert" => Ok(IntentOp::Upsert),
-            "delete_chunks" => Ok(IntentOp::DeleteChunks),
-            "delete_scope" => Ok(IntentOp::DeleteScope),
-            other => Err(GatewayError::backend(
-                StoreKind::Dual,
-                "read outbox",
-                format!("unknown outbox op {other:?}"),
-            )),
-        }
+        self.into()
     }
 }
 
@@ -432,7 +429,7 @@ impl Outbox for PgOutbox {
             entries.push(OutboxEntry {
                 id: row.get("id"),
                 intent: Intent {
-                    op: IntentOp::parse(row.get::<&str, _>("op"))?,
+                    op: row.get::<&str, _>("op").parse()?,
                     tenant_ids: tenants,
                     chunk_ids: chunks,
                     project_id: project.map(ProjectId::new).transpose()?,

@@ -18,9 +18,28 @@ use vectorgate_adapter_milvus::{Consistency, MilvusConfig};
 use vectorgate_adapter_pgvector::{redact_url, PgIndex, PgVectorConfig};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
-/// Which store(s) the gateway uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, Deserialize)]
+/// Which store(s) the gateway uses. Parsed case-insensitively.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(
+    serialize_all = "lowercase",
+    ascii_case_insensitive,
+    parse_err_ty = GatewayError,
+    parse_err_fn = unknown_mode
+)]
 pub enum VectorStoreMode {
     /// PostgreSQL + pgvector only (the default; Milvus is never contacted).
     #[default]
@@ -31,15 +50,15 @@ pub enum VectorStoreMode {
     Dual,
 }
 
+fn unknown_mode(value: &str) -> GatewayError {
+    GatewayError::configuration("VECTOR_STORE_MODE", value, VectorStoreMode::ACCEPTED)
+}
+
 impl VectorStoreMode {
     pub const ACCEPTED: &'static str = "pgvector, milvus or dual";
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            VectorStoreMode::Pgvector => "pgvector",
-            VectorStoreMode::Milvus => "milvus",
-            VectorStoreMode::Dual => "dual",
-        }
+        self.into()
     }
 
     pub fn uses_pgvector(self) -> bool {
@@ -51,66 +70,43 @@ impl VectorStoreMode {
     }
 }
 
-impl fmt::Display for VectorStoreMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for VectorStoreMode {
-    type Err = GatewayError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pgvector" => Ok(VectorStoreMode::Pgvector),
-            "milvus" => Ok(VectorStoreMode::Milvus),
-            "dual" => Ok(VectorStoreMode::Dual),
-            _ => Err(GatewayError::configuration(
-                "VECTOR_STORE_MODE",
-                s,
-                Self::ACCEPTED,
-            )),
-        }
-    }
-}
-
-/// Which store answers searches in dual mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, Deserialize)]
+/// Which store answers searches in dual mode. Parsed case-insensitively.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(
+    serialize_all = "lowercase",
+    ascii_case_insensitive,
+    parse_err_ty = GatewayError,
+    parse_err_fn = unknown_read_from
+)]
 pub enum ReadFrom {
     #[default]
     Pgvector,
     Milvus,
 }
 
+fn unknown_read_from(value: &str) -> GatewayError {
+    GatewayError::configuration("DUAL_READ_FROM", value, ReadFrom::ACCEPTED)
+}
+
 impl ReadFrom {
     pub const ACCEPTED: &'static str = "pgvector or milvus";
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ReadFrom::Pgvector => "pgvector",
-            ReadFrom::Milvus => "milvus",
-        }
-    }
-}
-
-impl fmt::Display for ReadFrom {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ReadFrom {
-    type Err = GatewayError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pgvector" => Ok(ReadFrom::Pgvector),
-            "milvus" => Ok(ReadFrom::Milvus),
-            _ => Err(GatewayError::configuration(
-                "DUAL_READ_FROM",
-                s,
-                Self::ACCEPTED,
-            )),
-        }
+        self.into()
     }
 }
 
@@ -606,7 +602,7 @@ impl Settings {
     fn from_raw(raw: RawEnv) -> Result<Self, GatewayError> {
         let mode = match present(raw.vector_store_mode) {
             None => VectorStoreMode::default(),
-            Some(v) => v.parse()?,
+            Some(v) => v.trim().parse()?,
         };
         let dimension = match present(raw.embedding_dim) {
             None => {
@@ -842,7 +838,7 @@ impl Settings {
             )?,
             consistency: match present(raw.milvus_consistency) {
                 None => md.consistency,
-                Some(v) => v.parse()?,
+                Some(v) => v.trim().parse()?,
             },
             connect_timeout: parse_millis(
                 "MILVUS_CONNECT_TIMEOUT_MS",
@@ -880,7 +876,7 @@ impl Settings {
         let dual = DualSettings {
             read_from: match present(raw.dual_read_from) {
                 None => dd.read_from,
-                Some(v) => v.parse()?,
+                Some(v) => v.trim().parse()?,
             },
             shadow_read_rate: parse_num(
                 "DUAL_SHADOW_READ_RATE",

@@ -3,8 +3,20 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Which store an error or a health report is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum StoreKind {
     Pgvector,
     Milvus,
@@ -14,17 +26,7 @@ pub enum StoreKind {
 
 impl StoreKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::Pgvector => "pgvector",
-            StoreKind::Milvus => "milvus",
-            StoreKind::Dual => "dual",
-        }
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

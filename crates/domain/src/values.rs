@@ -182,15 +182,26 @@ impl From<Embedding> for Vec<f32> {
 }
 
 /// Similarity metric of a store. See the crate docs for the score convention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "UPPERCASE")]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum Metric {
     /// Inner product (the default; equals cosine on unit-normalised embeddings).
     #[default]
-    #[serde(rename = "IP")]
     Ip,
-    #[serde(rename = "COSINE")]
     Cosine,
-    #[serde(rename = "L2")]
     L2,
 }
 
@@ -199,11 +210,7 @@ impl Metric {
 
     /// The name Milvus and our settings use: `IP`, `COSINE`, `L2`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Ip => "IP",
-            Metric::Cosine => "COSINE",
-            Metric::L2 => "L2",
-        }
+        self.into()
     }
 
     /// The port's score of `b` for query `a` (higher is more similar), computed exactly in
@@ -233,12 +240,7 @@ impl Metric {
     }
 }
 
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
+/// Case-insensitive, surrounding blanks ignored; `INNER_PRODUCT` and `EUCLIDEAN` are aliases.
 impl FromStr for Metric {
     type Err = GatewayError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
