@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
+use strum::{Display, EnumString, IntoStaticStr};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
 /// Default collection name (the seed's).
@@ -24,18 +25,7 @@ pub const MAX_NLIST: u32 = 65_536;
 ///
 /// Parsed case-insensitively (`eventual` is accepted for `Eventually`); an unknown name is a
 /// configuration error about `MILVUS_CONSISTENCY`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Display, EnumString, IntoStaticStr)]
 #[strum(
     ascii_case_insensitive,
     parse_err_ty = GatewayError,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sqlx::Row;
+use strum::{EnumString, IntoStaticStr};
 use vectorgate_domain::{
     ChunkId, DeleteRequest, GatewayError, ProjectId, StoreKind, TenantId, VectorRecord,
 };
@@ -23,7 +24,7 @@ pub type IntentId = i64;
 
 /// What a dual write did, as far as `sync` needs to know to replay it. Stored in the
 /// outbox's `op` column by its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr)]
 #[strum(
     serialize_all = "snake_case",
     parse_err_ty = GatewayError,

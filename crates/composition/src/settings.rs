@@ -14,26 +14,15 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use strum::{Display, EnumString, IntoStaticStr};
 use vectorgate_adapter_milvus::{Consistency, MilvusConfig};
 use vectorgate_adapter_pgvector::{redact_url, PgIndex, PgVectorConfig};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
 /// Which store(s) the gateway uses. Parsed case-insensitively.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    serde::Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(Display, EnumString, IntoStaticStr)]
 #[strum(
     serialize_all = "lowercase",
     ascii_case_insensitive,
@@ -71,21 +60,9 @@ impl VectorStoreMode {
 }
 
 /// Which store answers searches in dual mode. Parsed case-insensitively.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    serde::Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(Display, EnumString, IntoStaticStr)]
 #[strum(
     serialize_all = "lowercase",
     ascii_case_insensitive,

@@ -2,6 +2,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, IntoStaticStr};
 
 use crate::GatewayError;
 
@@ -182,20 +183,9 @@ impl From<Embedding> for Vec<f32> {
 }
 
 /// Similarity metric of a store. See the crate docs for the score convention.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[derive(Display, IntoStaticStr)]
 #[strum(serialize_all = "UPPERCASE")]
 pub enum Metric {
     /// Inner product (the default; equals cosine on unit-normalised embeddings).
