@@ -16,20 +16,18 @@
 
 mod error;
 mod health;
+pub mod outbox;
 mod port;
 mod request;
 mod values;
 
-pub use error::{GatewayError, StoreKind};
+pub use error::{Cause, GatewayError, StoreKind, TenantConflict};
 pub use health::{CollectionStatus, HealthStatus, StoreHealth};
 #[cfg(feature = "mock")]
 pub use port::MockVectorStoreGateway;
 pub use port::VectorStoreGateway;
 pub use request::{
     validate_records, DeleteRequest, ProjectFilter, ScanFilter, SearchHit, SearchRequest,
-    SearchScope, VectorRecord,
+    SearchRequestBuilder, SearchScope, VectorRecord,
 };
 pub use values::{ChunkId, Dimension, Embedding, Metric, ProjectId, TenantId, TopK};
-
-/// Result type of every port operation.
-pub type GatewayResult<T> = Result<T, GatewayError>;

@@ -14,6 +14,21 @@ pub struct VectorRecord {
 }
 
 impl VectorRecord {
+    /// A record from plain values, each checked (ids >= 0, a non-empty finite embedding).
+    pub fn from_parts(
+        chunk_id: i64,
+        tenant_id: i64,
+        project_id: i64,
+        embedding: impl Into<Vec<f32>>,
+    ) -> Result<Self, GatewayError> {
+        Ok(Self::new(
+            ChunkId::new(chunk_id)?,
+            TenantId::new(tenant_id)?,
+            ProjectId::new(project_id)?,
+            Embedding::new(embedding.into())?,
+        ))
+    }
+
     pub fn new(
         chunk_id: ChunkId,
         tenant_id: TenantId,
@@ -146,6 +161,29 @@ impl SearchRequest {
         }
     }
 
+    /// A search of `tenant_id` for `embedding` built in one expression and validated once by
+    /// [`SearchRequestBuilder::build`]: every project of the tenant and 10 hits unless said.
+    ///
+    /// ```
+    /// # use vectorgate_domain::SearchRequest;
+    /// let request = SearchRequest::builder(7, vec![0.1, 0.2])
+    ///     .projects([1, 2])
+    ///     .top_k(5)
+    ///     .min_score(0.3)
+    ///     .build()?;
+    /// assert_eq!(request.top_k.get(), 5);
+    /// # Ok::<(), vectorgate_domain::GatewayError>(())
+    /// ```
+    pub fn builder(tenant_id: i64, embedding: impl Into<Vec<f32>>) -> SearchRequestBuilder {
+        SearchRequestBuilder {
+            tenant_id,
+            projects: None,
+            embedding: embedding.into(),
+            top_k: SearchRequestBuilder::DEFAULT_TOP_K,
+            min_score: None,
+        }
+    }
+
     pub fn with_min_score(mut self, min_score: f32) -> Self {
         self.min_score = Some(min_score);
         self
@@ -154,14 +192,68 @@ impl SearchRequest {
     /// Checks the request against a store's dimension (and that `min_score` is a number).
     pub fn validate(&self, dimension: Dimension) -> Result<(), GatewayError> {
         dimension.check(&self.embedding)?;
-        if let Some(min) = self.min_score {
-            if !min.is_finite() {
-                return Err(GatewayError::invalid(format!(
-                    "min_score must be finite, got {min}"
-                )));
-            }
-        }
-        Ok(())
+        check_min_score(self.min_score)
+    }
+}
+
+fn check_min_score(min_score: Option<f32>) -> Result<(), GatewayError> {
+    match min_score {
+        Some(min) if !min.is_finite() => Err(GatewayError::invalid(format!(
+            "min_score must be finite, got {min}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Builds a [`SearchRequest`] from plain values; see [`SearchRequest::builder`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequestBuilder {
+    tenant_id: i64,
+    projects: Option<Vec<i64>>,
+    embedding: Vec<f32>,
+    top_k: u32,
+    min_score: Option<f32>,
+}
+
+impl SearchRequestBuilder {
+    pub const DEFAULT_TOP_K: u32 = 10;
+
+    /// Only these projects of the tenant (an empty list is refused by `build`).
+    pub fn projects(mut self, projects: impl IntoIterator<Item = i64>) -> Self {
+        self.projects = Some(projects.into_iter().collect());
+        self
+    }
+
+    pub fn top_k(mut self, top_k: u32) -> Self {
+        self.top_k = top_k;
+        self
+    }
+
+    pub fn min_score(mut self, min_score: f32) -> Self {
+        self.min_score = Some(min_score);
+        self
+    }
+
+    /// Checks every value (ids, embedding, k, min_score) and returns the request, or the
+    /// first `InvalidInput` naming the bad value. The dimension is checked by the store.
+    pub fn build(self) -> Result<SearchRequest, GatewayError> {
+        let tenant = TenantId::new(self.tenant_id)?;
+        let scope = match self.projects {
+            None => SearchScope::tenant(tenant),
+            Some(ids) => SearchScope::projects(
+                tenant,
+                ids.into_iter()
+                    .map(ProjectId::new)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )?,
+        };
+        check_min_score(self.min_score)?;
+        Ok(SearchRequest {
+            scope,
+            embedding: Embedding::new(self.embedding)?,
+            top_k: TopK::new(self.top_k)?,
+            min_score: self.min_score,
+        })
     }
 }
 
@@ -172,6 +264,18 @@ pub struct SearchHit {
     pub project_id: ProjectId,
     /// Similarity in the port's convention: higher is more similar.
     pub score: f32,
+}
+
+impl SearchHit {
+    /// The port's result order: best score first, ties by ascending chunk id, so that every
+    /// store returns equal hits in the same order.
+    pub fn rank(hits: &mut [SearchHit]) {
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_id.cmp(&b.chunk_id))
+        });
+    }
 }
 
 /// What to delete. Every variant is bounded by a tenant: an id that belongs to another

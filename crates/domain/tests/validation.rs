@@ -246,3 +246,70 @@ fn error_messages_name_their_subject() {
         "pgvector upsert failed: deadlock detected"
     );
 }
+
+#[test]
+fn a_search_request_is_built_in_one_expression_and_validated_once() {
+    let request = SearchRequest::builder(7, vec![0.5, 0.5])
+        .projects([2, 1])
+        .top_k(3)
+        .min_score(0.1)
+        .build()
+        .unwrap();
+    assert_eq!(request.scope.tenant_id().get(), 7);
+    assert_eq!(
+        request
+            .scope
+            .project_ids()
+            .unwrap()
+            .iter()
+            .map(|p| p.get())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(request.top_k.get(), 3);
+    assert_eq!(request.min_score, Some(0.1));
+    let defaults = SearchRequest::builder(1, vec![1.0]).build().unwrap();
+    assert_eq!(defaults.top_k.get(), 10);
+    assert!(defaults.scope.project_ids().is_none());
+
+    for (builder, needle) in [
+        (
+            SearchRequest::builder(-1, vec![1.0]),
+            "tenant_id must be >= 0",
+        ),
+        (
+            SearchRequest::builder(1, vec![1.0]).projects([3, -2]),
+            "project_id must be >= 0",
+        ),
+        (
+            SearchRequest::builder(1, vec![1.0]).projects([]),
+            "project set for tenant 1 is empty",
+        ),
+        (SearchRequest::builder(1, vec![]), "embedding is empty"),
+        (
+            SearchRequest::builder(1, vec![1.0]).top_k(0),
+            "top_k must be in 1..=",
+        ),
+        (
+            SearchRequest::builder(1, vec![1.0]).min_score(f32::NAN),
+            "min_score must be finite",
+        ),
+    ] {
+        let message = invalid_message(builder.build().unwrap_err());
+        assert!(message.contains(needle), "{message} lacks {needle}");
+    }
+}
+
+#[test]
+fn records_from_plain_values_check_every_part() {
+    let record = VectorRecord::from_parts(5, 1, 2, vec![0.5]).unwrap();
+    assert_eq!(record.chunk_id.get(), 5);
+    assert!(
+        invalid_message(VectorRecord::from_parts(5, -1, 2, vec![0.5]).unwrap_err())
+            .contains("tenant_id")
+    );
+    assert!(
+        invalid_message(VectorRecord::from_parts(5, 1, 2, vec![f32::NAN]).unwrap_err())
+            .contains("NaN")
+    );
+}
