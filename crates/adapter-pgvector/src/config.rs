@@ -1,125 +1,83 @@
+//! Settings of the pgvector store: one struct, its defaults and the ranges it accepts.
+//!
+//! The defaults live in [`PgVectorConfig::new`] and the accepted ranges in [`limits`];
+//! the composition crate's settings table reads both, so neither is written twice.
+
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use strum::{Display, EnumString, IntoStaticStr, VariantNames};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
-/// The approximate-nearest-neighbour index on the `embedding` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PgIndex {
+use crate::url::DatabaseUrl;
+
+/// The ranges the store accepts, each pgvector's or PostgreSQL's own limit; checking them
+/// at start-up turns a late SQL error into a configuration error.
+pub mod limits {
+    use super::RangeInclusive;
+
+    pub const HNSW_M: RangeInclusive<u32> = 2..=100;
+    pub const HNSW_EF_CONSTRUCTION: RangeInclusive<u32> = 4..=1000;
+    pub const EF_SEARCH: RangeInclusive<u32> = 1..=1000;
+    pub const IVFFLAT_LISTS: RangeInclusive<u32> = 1..=32_768;
+    pub const IVFFLAT_PROBES: RangeInclusive<u32> = 1..=32_768;
+    pub const MAX_SCAN_TUPLES: RangeInclusive<u32> = 1..=i32::MAX as u32;
+    pub const EXACT_SEARCH_MAX_ROWS: RangeInclusive<u32> = 0..=i32::MAX as u32;
+    pub const UPSERT_CONCURRENCY: RangeInclusive<usize> = 1..=64;
+    /// MiB; PostgreSQL's largest `maintenance_work_mem`.
+    pub const INDEX_BUILD_MEMORY_MB: RangeInclusive<u32> = 1..=2_097_151;
+    pub const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=10_000;
+    /// Rows per write statement (and per Milvus request: the setting is shared).
+    pub const BATCH_SIZE: RangeInclusive<usize> = 1..=100_000;
+}
+
+/// The approximate-nearest-neighbour index type on the `embedding` column.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    VariantNames,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+pub enum IndexKind {
     /// HNSW: better recall/speed trade-off, slower to build; pgvector's recommendation.
-    Hnsw { m: u32, ef_construction: u32 },
+    #[default]
+    Hnsw,
     /// IVFFlat: fast to build; `lists` should follow the table's size (rows/1000 up to 1M rows).
-    IvfFlat { lists: u32 },
+    Ivfflat,
 }
 
-impl Default for PgIndex {
-    fn default() -> Self {
-        PgIndex::Hnsw {
-            m: 16,
-            ef_construction: 64,
-        }
-    }
-}
-
-impl PgIndex {
-    /// pgvector's access method name (`hnsw` or `ivfflat`).
-    pub fn access_method(&self) -> &'static str {
-        match self {
-            PgIndex::Hnsw { .. } => "hnsw",
-            PgIndex::IvfFlat { .. } => "ivfflat",
-        }
-    }
-
-    /// The `WITH (...)` storage parameters of `CREATE INDEX`. Built from integers only.
-    pub(crate) fn with_clause(&self) -> String {
-        match self {
-            PgIndex::Hnsw { m, ef_construction } => {
-                format!("m = {m}, ef_construction = {ef_construction}")
-            }
-            PgIndex::IvfFlat { lists } => format!("lists = {lists}"),
-        }
-    }
-
-    fn validate(&self) -> Result<(), GatewayError> {
-        // Ranges are pgvector's own limits; checking them here turns a late SQL error into
-        // a configuration error at start-up.
-        match *self {
-            PgIndex::Hnsw { m, ef_construction } => {
-                if !(2..=100).contains(&m) {
-                    return Err(GatewayError::configuration(
-                        "PGVECTOR_HNSW_M",
-                        m.to_string(),
-                        "an integer in 2..=100",
-                    ));
-                }
-                if !(4..=1000).contains(&ef_construction) || ef_construction < 2 * m {
-                    return Err(GatewayError::configuration(
-                        "PGVECTOR_HNSW_EF_CONSTRUCTION",
-                        ef_construction.to_string(),
-                        format!("an integer in 4..=1000 and at least 2*m = {}", 2 * m),
-                    ));
-                }
-            }
-            PgIndex::IvfFlat { lists } => {
-                if !(1..=32_768).contains(&lists) {
-                    return Err(GatewayError::configuration(
-                        "PGVECTOR_IVFFLAT_LISTS",
-                        lists.to_string(),
-                        "an integer in 1..=32768",
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// pgvector operator and operator class for a metric.
-pub(crate) fn operator(metric: Metric) -> &'static str {
-    match metric {
-        // Negative inner product: smaller is more similar, so ORDER BY ascending works.
-        Metric::Ip => "<#>",
-        Metric::Cosine => "<=>",
-        Metric::L2 => "<->",
-    }
-}
-
-pub(crate) fn opclass(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Ip => "vector_ip_ops",
-        Metric::Cosine => "vector_cosine_ops",
-        Metric::L2 => "vector_l2_ops",
-    }
-}
-
-pub(crate) fn metric_of_opclass(opclass: &str) -> Option<Metric> {
-    match opclass {
-        "vector_ip_ops" => Some(Metric::Ip),
-        "vector_cosine_ops" => Some(Metric::Cosine),
-        "vector_l2_ops" => Some(Metric::L2),
-        _ => None,
-    }
-}
-
-/// Converts pgvector's distance for `metric` into the port's score (higher is more similar).
-pub(crate) fn distance_to_score(metric: Metric, distance: f64) -> f32 {
-    match metric {
-        Metric::Ip => (-distance) as f32,
-        Metric::Cosine => (1.0 - distance) as f32,
-        Metric::L2 => (-distance) as f32,
+impl IndexKind {
+    /// pgvector's access method name.
+    pub fn access_method(self) -> &'static str {
+        self.into()
     }
 }
 
 /// Settings of the pgvector store.
 #[derive(Clone)]
 pub struct PgVectorConfig {
-    /// `postgres://user[:password]@host:port/db`. Never printed with its password.
-    pub database_url: String,
-    /// Table holding the embeddings; must match `^[a-z_][a-z0-9_]{0,62}$`.
+    /// Required to build a store; never printed with its password.
+    pub database_url: Option<DatabaseUrl>,
+    /// Table holding the embeddings; a lowercase identifier (see [`validate_identifier`]).
     pub table: String,
     pub dimension: Dimension,
     pub metric: Metric,
-    pub index: PgIndex,
+    pub index: IndexKind,
+    /// HNSW graph degree.
+    pub hnsw_m: u32,
+    /// HNSW build candidate list; `None` means `max(64, 2 * hnsw_m)`.
+    pub hnsw_ef_construction: Option<u32>,
+    /// IVFFlat lists.
+    pub ivfflat_lists: u32,
     /// `hnsw.ef_search` per query (raised to `k` when `k` is larger).
     pub ef_search: u32,
     /// `ivfflat.probes` per query (IVFFlat only).
@@ -151,19 +109,49 @@ pub struct PgVectorConfig {
     pub index_build_memory_mb: u32,
 }
 
+/// The vector index as the SQL needs it: its type and `WITH (...)` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgIndex {
+    Hnsw { m: u32, ef_construction: u32 },
+    IvfFlat { lists: u32 },
+}
+
+impl PgIndex {
+    pub fn access_method(&self) -> &'static str {
+        match self {
+            PgIndex::Hnsw { .. } => IndexKind::Hnsw.access_method(),
+            PgIndex::IvfFlat { .. } => IndexKind::Ivfflat.access_method(),
+        }
+    }
+
+    /// The `WITH (...)` storage parameters of `CREATE INDEX`. Built from integers only.
+    pub(crate) fn with_clause(&self) -> String {
+        match self {
+            PgIndex::Hnsw { m, ef_construction } => {
+                format!("m = {m}, ef_construction = {ef_construction}")
+            }
+            PgIndex::IvfFlat { lists } => format!("lists = {lists}"),
+        }
+    }
+}
+
 impl PgVectorConfig {
-    /// Defaults: table `knowledge_chunks`, metric IP, HNSW m=16 ef_construction=64,
+    /// The defaults: table `knowledge_chunks`, metric IP, HNSW m=16 ef_construction=64,
     /// ef_search 100, exact search for scopes of at most 10,000 rows, batches of 1000
-    /// rows, 10 connections. With these, recall@10 is 1.0 on the benchmark's data set
-    /// (scopes of 1,667 and 5,000 rows of random 768-d vectors, on which HNSW alone at
-    /// ef_search 100 reaches only about 0.3: see "ef_sweep" in target/bench/results.json).
-    pub fn new(database_url: impl Into<String>, dimension: Dimension) -> Self {
+    /// rows, 10 connections, no URL yet. With these, recall@10 is 1.0 on the benchmark's
+    /// data set (scopes of 1,667 and 5,000 rows of random 768-d vectors, on which HNSW
+    /// alone at ef_search 100 reaches only about 0.3: see "ef_sweep" in
+    /// target/bench/results.json).
+    pub fn new(dimension: Dimension) -> Self {
         Self {
-            database_url: database_url.into(),
+            database_url: None,
             table: "knowledge_chunks".to_string(),
             dimension,
             metric: Metric::default(),
-            index: PgIndex::default(),
+            index: IndexKind::default(),
+            hnsw_m: 16,
+            hnsw_ef_construction: None,
+            ivfflat_lists: 100,
             ef_search: 100,
             ivfflat_probes: 10,
             max_scan_tuples: 20_000,
@@ -177,73 +165,125 @@ impl PgVectorConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), GatewayError> {
-        validate_identifier(&self.table)?;
-        self.index.validate()?;
-        if !(1..=1000).contains(&self.ef_search) {
+    /// [`Self::new`] connected to `url` (parsed and checked here).
+    pub fn for_url(url: &str, dimension: Dimension) -> Result<Self, GatewayError> {
+        let mut config = Self::new(dimension);
+        config.database_url = Some(DatabaseUrl::parse(url)?);
+        Ok(config)
+    }
+
+    /// The HNSW build candidate list in effect.
+    pub fn effective_ef_construction(&self) -> u32 {
+        self.hnsw_ef_construction
+            .unwrap_or_else(|| 64u32.max(2 * self.hnsw_m))
+    }
+
+    /// The configured vector index with its parameters.
+    pub fn vector_index(&self) -> PgIndex {
+        match self.index {
+            IndexKind::Hnsw => PgIndex::Hnsw {
+                m: self.hnsw_m,
+                ef_construction: self.effective_ef_construction(),
+            },
+            IndexKind::Ivfflat => PgIndex::IvfFlat {
+                lists: self.ivfflat_lists,
+            },
+        }
+    }
+
+    /// Checks every value against [`limits`] and the rules that tie values together;
+    /// errors name the environment variable that sets the value.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        validate_identifier("PGVECTOR_TABLE", &self.table)?;
+        within("PGVECTOR_HNSW_M", self.hnsw_m, limits::HNSW_M)?;
+        let ef_construction = self.effective_ef_construction();
+        if !limits::HNSW_EF_CONSTRUCTION.contains(&ef_construction)
+            || ef_construction < 2 * self.hnsw_m
+        {
             return Err(GatewayError::configuration(
-                "PGVECTOR_EF_SEARCH",
-                self.ef_search.to_string(),
-                "an integer in 1..=1000 (pgvector's range)",
+                "PGVECTOR_HNSW_EF_CONSTRUCTION",
+                ef_construction.to_string(),
+                format!(
+                    "an integer in {} and at least 2*m = {}",
+                    range_text(&limits::HNSW_EF_CONSTRUCTION),
+                    2 * self.hnsw_m
+                ),
             ));
         }
-        if self.ivfflat_probes == 0 {
-            return Err(GatewayError::configuration(
-                "PGVECTOR_IVFFLAT_PROBES",
-                "0",
-                "an integer >= 1",
-            ));
-        }
-        if self.max_scan_tuples == 0 || self.max_scan_tuples > i32::MAX as u32 {
-            return Err(GatewayError::configuration(
-                "PGVECTOR_MAX_SCAN_TUPLES",
-                self.max_scan_tuples.to_string(),
-                "an integer in 1..=2147483647",
-            ));
-        }
-        if self.batch_size == 0 {
-            return Err(GatewayError::configuration(
-                "PGVECTOR_BATCH_SIZE",
-                "0",
-                "an integer >= 1",
-            ));
-        }
-        if self.upsert_concurrency == 0 || self.upsert_concurrency > self.max_connections as usize {
+        within(
+            "PGVECTOR_IVFFLAT_LISTS",
+            self.ivfflat_lists,
+            limits::IVFFLAT_LISTS,
+        )?;
+        within("PGVECTOR_HNSW_EF_SEARCH", self.ef_search, limits::EF_SEARCH)?;
+        within(
+            "PGVECTOR_IVFFLAT_PROBES",
+            self.ivfflat_probes,
+            limits::IVFFLAT_PROBES,
+        )?;
+        within(
+            "PGVECTOR_MAX_SCAN_TUPLES",
+            self.max_scan_tuples,
+            limits::MAX_SCAN_TUPLES,
+        )?;
+        within("UPSERT_BATCH_SIZE", self.batch_size, limits::BATCH_SIZE)?;
+        within(
+            "PGVECTOR_MAX_CONNECTIONS",
+            self.max_connections,
+            limits::MAX_CONNECTIONS,
+        )?;
+        within(
+            "PGVECTOR_INDEX_BUILD_MEMORY_MB",
+            self.index_build_memory_mb,
+            limits::INDEX_BUILD_MEMORY_MB,
+        )?;
+        let concurrency = limits::UPSERT_CONCURRENCY;
+        if !concurrency.contains(&self.upsert_concurrency)
+            || self.upsert_concurrency > self.max_connections as usize
+        {
             return Err(GatewayError::configuration(
                 "PGVECTOR_UPSERT_CONCURRENCY",
                 self.upsert_concurrency.to_string(),
                 format!(
-                    "an integer in 1..=max_connections ({})",
+                    "an integer in {} and at most PGVECTOR_MAX_CONNECTIONS ({})",
+                    range_text(&concurrency),
                     self.max_connections
                 ),
-            ));
-        }
-        if self.max_connections == 0 {
-            return Err(GatewayError::configuration(
-                "PGVECTOR_MAX_CONNECTIONS",
-                "0",
-                "an integer >= 1",
-            ));
-        }
-        if !(1..=2_097_151).contains(&self.index_build_memory_mb) {
-            return Err(GatewayError::configuration(
-                "PGVECTOR_INDEX_BUILD_MEMORY_MB",
-                self.index_build_memory_mb.to_string(),
-                "an integer in 1..=2097151 (MiB)",
             ));
         }
         Ok(())
     }
 }
 
+/// `1..=64`, as the settings and their errors write a range.
+pub fn range_text<T: fmt::Display>(range: &RangeInclusive<T>) -> String {
+    format!("{}..={}", range.start(), range.end())
+}
+
+fn within<T: PartialOrd + fmt::Display>(
+    variable: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<(), GatewayError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(GatewayError::configuration(
+            variable,
+            value.to_string(),
+            format!("an integer in {}", range_text(&range)),
+        ))
+    }
+}
+
 impl fmt::Debug for PgVectorConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgVectorConfig")
-            .field("database_url", &redact_url(&self.database_url))
+            .field("database_url", &self.database_url)
             .field("table", &self.table)
             .field("dimension", &self.dimension)
             .field("metric", &self.metric)
-            .field("index", &self.index)
+            .field("index", &self.vector_index())
             .field("ef_search", &self.ef_search)
             .field("ivfflat_probes", &self.ivfflat_probes)
             .field("max_scan_tuples", &self.max_scan_tuples)
@@ -258,8 +298,11 @@ impl fmt::Debug for PgVectorConfig {
     }
 }
 
-/// Checks a table name before it is put into SQL (identifiers cannot be bound).
-pub fn validate_identifier(name: &str) -> Result<(), GatewayError> {
+/// What a table name must look like to be put into SQL (identifiers cannot be bound).
+pub const IDENTIFIER_ACCEPTED: &str = "a lowercase identifier matching ^[a-z_][a-z0-9_]{0,62}$";
+
+/// Checks a table name before it is put into SQL; the error names `variable`.
+pub fn validate_identifier(variable: &str, name: &str) -> Result<(), GatewayError> {
     let mut chars = name.chars();
     let first_ok = chars
         .next()
@@ -269,74 +312,25 @@ pub fn validate_identifier(name: &str) -> Result<(), GatewayError> {
         Ok(())
     } else {
         Err(GatewayError::configuration(
-            "PGVECTOR_TABLE",
+            variable,
             name,
-            "a lowercase identifier matching ^[a-z_][a-z0-9_]{0,62}$",
+            IDENTIFIER_ACCEPTED,
         ))
     }
-}
-
-/// The URL with its password (in the user-info part or a `password=` query parameter)
-/// replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo_end = rest_start + at;
-            if let Some(colon) = out[rest_start..userinfo_end].find(':') {
-                out.replace_range(rest_start + colon + 1..userinfo_end, "***");
-            }
-        }
-    }
-    if let Some(query_start) = out.find('?') {
-        let (head, query) = out.split_at(query_start + 1);
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", redacted.join("&"));
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn debug_never_prints_the_password() {
-        let config = PgVectorConfig::new(
-            "postgres://app:s3cr3t@db.example:5433/vectors?sslmode=require&password=s3cr3t",
-            Dimension::new(8).unwrap(),
-        );
-        let printed = format!("{config:?}");
-        assert!(!printed.contains("s3cr3t"), "{printed}");
-        assert!(printed.contains("postgres://app:***@db.example:5433/vectors"));
-        assert!(printed.contains("sslmode=require&password=***"));
-    }
-
-    #[test]
-    fn redact_leaves_urls_without_password_alone() {
-        let url = "postgres://postgres@127.0.0.1:55432/vectorgate";
-        assert_eq!(redact_url(url), url);
-        assert_eq!(
-            redact_url("postgres://u:p@ss@h/db"),
-            "postgres://u:***@h/db",
-            "the last @ of the authority ends the user info"
-        );
+    fn dim() -> Dimension {
+        Dimension::new(8).unwrap()
     }
 
     #[test]
     fn identifiers_are_checked() {
         for ok in ["knowledge_chunks", "_t", "t1", &"a".repeat(63)] {
-            assert!(validate_identifier(ok).is_ok(), "{ok}");
+            assert!(validate_identifier("PGVECTOR_TABLE", ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
@@ -347,7 +341,7 @@ mod tests {
             "t\"",
             &"a".repeat(64),
         ] {
-            let err = validate_identifier(bad).unwrap_err();
+            let err = validate_identifier("PGVECTOR_TABLE", bad).unwrap_err();
             assert!(
                 matches!(err, GatewayError::Configuration { ref value, .. } if value == bad),
                 "{bad}: {err}"
@@ -356,33 +350,45 @@ mod tests {
     }
 
     #[test]
-    fn scores_follow_the_port_convention() {
-        assert_eq!(distance_to_score(Metric::Ip, -0.75), 0.75);
-        assert_eq!(distance_to_score(Metric::Cosine, 0.25), 0.75);
-        assert_eq!(distance_to_score(Metric::L2, 1.5), -1.5);
-        for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
-            assert_eq!(metric_of_opclass(opclass(metric)), Some(metric));
-        }
+    fn out_of_range_settings_are_configuration_errors() {
+        let config = PgVectorConfig::new(dim());
+        assert!(config.validate().is_ok());
+        let mut bad = config.clone();
+        bad.ef_search = 0;
+        assert!(matches!(
+            bad.validate(),
+            Err(GatewayError::Configuration { ref variable, .. }) if variable == "PGVECTOR_HNSW_EF_SEARCH"
+        ));
+        let mut bad = config.clone();
+        bad.hnsw_ef_construction = Some(8);
+        assert!(matches!(
+            bad.validate(),
+            Err(GatewayError::Configuration { ref variable, .. }) if variable == "PGVECTOR_HNSW_EF_CONSTRUCTION"
+        ));
+        let mut bad = config;
+        bad.upsert_concurrency = 11;
+        assert!(matches!(
+            bad.validate(),
+            Err(GatewayError::Configuration { ref variable, ref accepted, .. })
+                if variable == "PGVECTOR_UPSERT_CONCURRENCY" && accepted.contains("PGVECTOR_MAX_CONNECTIONS (10)")
+        ));
     }
 
     #[test]
-    fn out_of_range_settings_are_configuration_errors() {
-        let dim = Dimension::new(8).unwrap();
-        let mut config = PgVectorConfig::new("postgres://h/db", dim);
-        assert!(config.validate().is_ok());
-        config.ef_search = 0;
-        assert!(matches!(
-            config.validate(),
-            Err(GatewayError::Configuration { .. })
-        ));
-        let mut config = PgVectorConfig::new("postgres://h/db", dim);
-        config.index = PgIndex::Hnsw {
-            m: 16,
-            ef_construction: 8,
-        };
-        assert!(matches!(
-            config.validate(),
-            Err(GatewayError::Configuration { ref variable, .. }) if variable == "PGVECTOR_HNSW_EF_CONSTRUCTION"
-        ));
+    fn ef_construction_follows_m_unless_set() {
+        let mut config = PgVectorConfig::new(dim());
+        assert_eq!(config.effective_ef_construction(), 64);
+        config.hnsw_m = 40;
+        assert_eq!(config.effective_ef_construction(), 80);
+        config.hnsw_ef_construction = Some(200);
+        assert_eq!(
+            config.vector_index(),
+            PgIndex::Hnsw {
+                m: 40,
+                ef_construction: 200
+            }
+        );
+        config.index = IndexKind::Ivfflat;
+        assert_eq!(config.vector_index(), PgIndex::IvfFlat { lists: 100 });
     }
 }

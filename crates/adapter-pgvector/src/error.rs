@@ -2,9 +2,90 @@
 
 use vectorgate_domain::{GatewayError, StoreKind};
 
-/// Where the server is, for `Unavailable` messages (host:port, never credentials).
-#[derive(Debug, Clone)]
-pub(crate) struct Endpoint(pub(crate) String);
+use crate::url::scrub_secret;
+
+/// What error messages may say about the server: its `host:port`, never credentials. The
+/// password is kept only to scrub it from driver messages that might quote it.
+#[derive(Clone)]
+pub(crate) struct Seam {
+    endpoint: String,
+    password: Option<String>,
+}
+
+impl Seam {
+    pub(crate) fn new(endpoint: String, password: Option<String>) -> Self {
+        Self { endpoint, password }
+    }
+
+    fn scrub(&self, text: String) -> String {
+        match &self.password {
+            Some(password) => scrub_secret(&text, password),
+            None => text,
+        }
+    }
+
+    fn unavailable(&self, operation: &'static str, cause: String) -> GatewayError {
+        GatewayError::unavailable(
+            StoreKind::Pgvector,
+            self.scrub(format!(
+                "PostgreSQL at {} during {operation}: {cause}",
+                self.endpoint
+            )),
+        )
+    }
+
+    /// Maps a sqlx error: "cannot serve us now" (connection, shutdown, auth, pool) becomes
+    /// `Unavailable` naming host:port, anything else `Backend` naming the operation; the
+    /// sqlx error is kept as the source.
+    pub(crate) fn map(&self, operation: &'static str, err: sqlx::Error) -> GatewayError {
+        let mapped = match &err {
+            sqlx::Error::Io(e) => self.unavailable(operation, format!("I/O error: {e}")),
+            sqlx::Error::Tls(e) => {
+                self.unavailable(operation, format!("TLS error: {}", tls_cause(e.as_ref())))
+            }
+            sqlx::Error::PoolTimedOut => self.unavailable(
+                operation,
+                "timed out waiting for a connection (server down or pool exhausted)".into(),
+            ),
+            sqlx::Error::PoolClosed => {
+                self.unavailable(operation, "the connection pool was closed".into())
+            }
+            sqlx::Error::WorkerCrashed => {
+                self.unavailable(operation, "the connection worker crashed".into())
+            }
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+                let message = format!("{} (SQLSTATE {code})", db.message());
+                if is_unavailable_state(&code) {
+                    self.unavailable(operation, message)
+                } else {
+                    GatewayError::backend(StoreKind::Pgvector, operation, self.scrub(message))
+                }
+            }
+            other => GatewayError::backend(
+                StoreKind::Pgvector,
+                operation,
+                self.scrub(other.to_string()),
+            ),
+        };
+        // The source is printed by error reporters that walk the chain: kept only when
+        // its text holds no secret.
+        let quotes_secret = self
+            .password
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && err.to_string().contains(p));
+        if quotes_secret {
+            mapped
+        } else {
+            mapped.with_source(err)
+        }
+    }
+
+    /// The deadline for connecting ran out before sqlx reported anything.
+    pub(crate) fn connect_timed_out(&self, operation: &'static str) -> GatewayError {
+        self.unavailable(operation, "no connection within the connect timeout".into())
+    }
+}
 
 /// SQLSTATE classes/codes meaning "the server cannot serve us right now" rather than
 /// "this statement failed": connection exceptions (08), shutdowns and start-up (57P0x),
@@ -17,48 +98,60 @@ fn is_unavailable_state(code: &str) -> bool {
         || code == "3D000"
 }
 
-pub(crate) fn map_sqlx(
-    endpoint: &Endpoint,
-    operation: &'static str,
-    err: sqlx::Error,
-) -> GatewayError {
-    let unavailable = |cause: String| {
-        GatewayError::unavailable(
-            StoreKind::Pgvector,
-            format!("PostgreSQL at {} during {operation}: {cause}", endpoint.0),
-        )
-    };
-    match err {
-        sqlx::Error::Io(e) => unavailable(format!("I/O error: {e}")),
-        sqlx::Error::Tls(e) => unavailable(format!("TLS error: {e}")),
-        sqlx::Error::PoolTimedOut => {
-            unavailable("timed out waiting for a connection (server down or pool exhausted)".into())
+/// The deepest readable cause of a TLS failure ("invalid peer certificate: UnknownIssuer"),
+/// on one line.
+fn tls_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
         }
-        sqlx::Error::PoolClosed => unavailable("the connection pool was closed".into()),
-        sqlx::Error::WorkerCrashed => unavailable("the connection worker crashed".into()),
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            if is_unavailable_state(&code) {
-                unavailable(format!("{} (SQLSTATE {code})", db.message()))
-            } else {
-                GatewayError::backend(
-                    StoreKind::Pgvector,
-                    operation,
-                    format!("{} (SQLSTATE {code})", db.message()),
-                )
-            }
-        }
-        other => GatewayError::backend(StoreKind::Pgvector, operation, other),
+        source = cause.source();
     }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The deadline for connecting ran out before sqlx reported anything.
-pub(crate) fn connect_timed_out(endpoint: &Endpoint, operation: &'static str) -> GatewayError {
-    GatewayError::unavailable(
-        StoreKind::Pgvector,
-        format!(
-            "PostgreSQL at {} during {operation}: no connection within the connect timeout",
-            endpoint.0
-        ),
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_errors_are_unavailable_with_host_port_and_the_sqlx_source() {
+        let seam = Seam::new("db:5432".into(), Some("pw".into()));
+        let err = seam.map(
+            "search",
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "refused",
+            )),
+        );
+        assert!(err.is_unavailable());
+        assert!(
+            err.to_string()
+                .contains("PostgreSQL at db:5432 during search"),
+            "{err}"
+        );
+        assert!(err
+            .source()
+            .unwrap()
+            .downcast_ref::<sqlx::Error>()
+            .is_some());
+    }
+
+    #[test]
+    fn messages_are_scrubbed_of_the_password() {
+        let seam = Seam::new("db:5432".into(), Some("hunter2".into()));
+        let err = seam.map(
+            "connect",
+            sqlx::Error::Configuration("bad option near hunter2".into()),
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(
+            err.source().is_none(),
+            "a source quoting the secret is not kept"
+        );
+    }
 }

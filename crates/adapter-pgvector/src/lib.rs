@@ -1,22 +1,43 @@
-//! pgvector adapter: the authoritative store behind the `VectorStoreGateway` port.
+//! pgvector adapter: the authoritative store behind the `VectorStoreGateway` port, and
+//! every SQL statement of the project.
 //!
 //! One table (default `knowledge_chunks`): `chunk_id bigint` primary key, `tenant_id`,
 //! `project_id`, `embedding vector(DIM)`, `updated_at`, a btree on (tenant_id, project_id)
-//! and an HNSW (or IVFFlat) index whose operator class matches the metric.
+//! and an HNSW (or IVFFlat) index whose operator class matches the metric. Beside it, the
+//! operator tables ([`PgVectorStore::swap_state`], backfill checkpoints).
 //!
 //! - Upserts go in batches, one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT` statement
 //!   (one round trip, one transaction) per batch, after the whole call was validated.
-//! - Searches run in a short transaction that sets `hnsw.ef_search` (never below k) and
-//!   an iterative index scan, so a selective tenant/project filter still yields k rows.
-//! - Every sqlx error is mapped to [`GatewayError`](vectorgate_domain::GatewayError) here,
-//!   naming the operation; no sqlx type crosses the port (only [`PgVectorStore::pool`],
-//!   an extra of the concrete type for the composition layer).
+//! - Searches of small scopes are exact; larger ones run in a short transaction that sets
+//!   `hnsw.ef_search` (never below k) and an iterative index scan, so a selective
+//!   tenant/project filter still yields k rows.
+//! - Every sqlx error is mapped to [`GatewayError`](vectorgate_domain::GatewayError) in
+//!   `error.rs`, naming the operation and keeping the sqlx error as its source; no sqlx
+//!   type crosses the crate's API.
 
+mod bootstrap;
+mod bulk;
 mod config;
 mod copy;
 mod error;
+mod health;
+mod metric;
+mod outbox;
+mod scan;
 mod schema;
+mod search;
+mod sql;
+mod state;
 mod store;
+mod url;
+mod write;
 
-pub use config::{redact_url, validate_identifier, PgIndex, PgVectorConfig};
-pub use store::{BulkLoadReport, PgVectorStore};
+pub use bulk::BulkLoadReport;
+pub use config::{
+    limits, range_text, validate_identifier, IndexKind, PgIndex, PgVectorConfig,
+    IDENTIFIER_ACCEPTED,
+};
+pub use outbox::PgOutbox;
+pub use state::{BackfillJob, Checkpoint};
+pub use store::PgVectorStore;
+pub use url::{redact_url, DatabaseUrl};

@@ -4,7 +4,12 @@
 use sqlx::{PgConnection, Row};
 use vectorgate_domain::{GatewayError, Metric, StoreKind};
 
-use crate::config::{metric_of_opclass, opclass, PgVectorConfig};
+use crate::config::PgVectorConfig;
+use crate::metric::{metric_of_opclass, opclass};
+
+/// What to tell an operator whose table (or collection) is missing.
+pub(crate) const CREATE_ADVICE: &str =
+    "run `vectorgate init` to create it, or start the service once";
 
 /// A column as the catalog describes it.
 #[derive(Debug, Clone)]
@@ -223,7 +228,7 @@ pub(crate) fn embedding_storage(dimension: u32) -> &'static str {
 }
 
 pub(crate) fn create_table_sql(config: &PgVectorConfig) -> Vec<String> {
-    let t = &config.table;
+    let t = quote_ident(&config.table);
     vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {t} (\
@@ -243,23 +248,24 @@ pub(crate) fn create_table_sql(config: &PgVectorConfig) -> Vec<String> {
 
 pub(crate) fn create_scope_index_sql(table: &str) -> String {
     format!(
-        "CREATE INDEX IF NOT EXISTS {} ON {table} (tenant_id, project_id)",
-        index_name(table, "tenant_project_idx")
+        "CREATE INDEX IF NOT EXISTS {} ON {} (tenant_id, project_id)",
+        quote_ident(&index_name(table, "tenant_project_idx")),
+        quote_ident(table)
     )
 }
 
 pub(crate) fn create_vector_index_sql(config: &PgVectorConfig) -> String {
     format!(
         "CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method} (embedding {ops}) WITH ({with})",
-        name = index_name(&config.table, "embedding_idx"),
-        table = config.table,
+        name = quote_ident(&index_name(&config.table, "embedding_idx")),
+        table = quote_ident(&config.table),
         method = config.index.access_method(),
         ops = opclass(config.metric),
-        with = config.index.with_clause(),
+        with = config.vector_index().with_clause(),
     )
 }
 
-/// Quotes an identifier read from the catalog (for DROP INDEX of an existing index).
+/// Quotes an identifier, so that names PostgreSQL reserves (`user`, `order`) work too.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
-use vectorgate_composition::{Completion, Intent, IntentOp, Outbox, PgOutbox};
-use vectorgate_domain::{ChunkId, DeleteRequest, TenantId};
+use vectorgate_adapter_pgvector::{PgOutbox, PgVectorConfig, PgVectorStore};
+use vectorgate_domain::outbox::{Completion, Intent, IntentOp, Outbox};
+use vectorgate_domain::{ChunkId, DeleteRequest, Dimension, TenantId};
 use vectorgate_testkit::{unique_name, ServicesEnv};
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -20,12 +20,16 @@ fn upsert(ids: &[i64]) -> Intent {
 }
 
 async fn outbox() -> PgOutbox {
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&ServicesEnv::load().database_url())
-        .await
+    let mut config = PgVectorConfig::for_url(
+        &ServicesEnv::load().database_url(),
+        Dimension::new(4).unwrap(),
+    )
+    .unwrap();
+    config.max_connections = 2;
+    let outbox = PgVectorStore::new(config)
+        .unwrap()
+        .outbox(&unique_name("test_outbox"))
         .unwrap();
-    let outbox = PgOutbox::new(pool, unique_name("test_outbox")).unwrap();
     outbox.bootstrap().await.unwrap();
     outbox.bootstrap().await.unwrap(); // idempotent
     outbox

@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::FutureExt;
-use vectorgate_adapter_pgvector::{PgIndex, PgVectorConfig, PgVectorStore};
+use vectorgate_adapter_pgvector::{IndexKind, PgVectorConfig, PgVectorStore};
 use vectorgate_domain::{
     ChunkId, DeleteRequest, Dimension, Embedding, GatewayError, Metric, ProjectFilter, ScanFilter,
     SearchRequest, SearchScope, TopK, VectorRecord, VectorStoreGateway,
@@ -17,10 +17,11 @@ use vectorgate_testkit::{
 };
 
 fn config(dim: u32) -> PgVectorConfig {
-    let mut config = PgVectorConfig::new(
-        ServicesEnv::load().database_url(),
+    let mut config = PgVectorConfig::for_url(
+        &ServicesEnv::load().database_url(),
         Dimension::new(dim).unwrap(),
-    );
+    )
+    .unwrap();
     config.table = unique_name("pgv_test");
     config.max_connections = 4;
     config
@@ -51,9 +52,17 @@ async fn drop_table(store: &PgVectorStore) {
     .await;
 }
 
-async fn sqlx_exec(store: &PgVectorStore, sql: &str) {
+async fn sqlx_exec(_store: &PgVectorStore, sql: &str) {
     use sqlx::Executor;
-    store.pool().execute(sql).await.expect(sql);
+    test_pool().await.execute(sql).await.expect(sql);
+}
+
+/// A connection pool of the test's own: the tests look at the database directly, not
+/// through the store they check.
+async fn test_pool() -> sqlx::PgPool {
+    sqlx::PgPool::connect(&ServicesEnv::load().database_url())
+        .await
+        .expect("connect to the test database")
 }
 
 fn record(id: i64, tenant_id: i64, project_id: i64, values: Vec<f32>) -> VectorRecord {
@@ -279,16 +288,19 @@ async fn a_tenant_with_one_percent_of_rows_still_gets_k_hits() {
             }
         };
         // By default a 50-row scope is searched exactly (exact_search_max_rows).
-        check(plan(&store).await).await;
+        let url = ServicesEnv::load().database_url();
+        check(plan(&store, &url).await).await;
         // With sorting disabled for its connections, the planner can only order through
         // the HNSW index: the tenant filter then applies to the index's candidates and
         // only the iterative scan can find 10 of the tenant's rows.
         let mut no_sort = store.config().clone();
-        no_sort.database_url = with_url_option(&no_sort.database_url, "enable_sort", "off");
+        let no_sort_url = with_url_option(&url, "enable_sort", "off");
+        no_sort.database_url =
+            Some(vectorgate_adapter_pgvector::DatabaseUrl::parse(&no_sort_url).unwrap());
         // And no exact search for small scopes (the default would take that path).
         no_sort.exact_search_max_rows = 0;
         let no_sort = PgVectorStore::new(no_sort).unwrap();
-        let hnsw_plan = plan(&no_sort).await;
+        let hnsw_plan = plan(&no_sort, &no_sort_url).await;
         assert!(
             hnsw_plan.iter().any(|l| l.contains("embedding_idx")),
             "{hnsw_plan:?}"
@@ -325,15 +337,15 @@ fn with_url_option(url: &str, name: &str, value: &str) -> String {
     format!("{url}{sep}options[{name}]={value}")
 }
 
-/// The plan of a tenant-filtered top-10 query like the store's.
-async fn plan(store: &PgVectorStore) -> Vec<String> {
+/// The plan of a tenant-filtered top-10 query like the store's, on a connection to `url`.
+async fn plan(store: &PgVectorStore, url: &str) -> Vec<String> {
     use sqlx::Row;
     sqlx::query(&format!(
         "EXPLAIN SELECT chunk_id FROM {0} WHERE tenant_id = 1 \
          ORDER BY embedding <#> (SELECT embedding FROM {0} LIMIT 1) LIMIT 10",
         store.config().table
     ))
-    .fetch_all(store.pool())
+    .fetch_all(&sqlx::PgPool::connect(url).await.unwrap())
     .await
     .unwrap()
     .iter()
@@ -400,7 +412,8 @@ async fn exact_search_agrees_with_brute_force_for_each_metric_ivfflat_all_lists(
     for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
         let mut config = config(16);
         config.metric = metric;
-        config.index = PgIndex::IvfFlat { lists: 4 };
+        config.index = IndexKind::Ivfflat;
+        config.ivfflat_lists = 4;
         config.ivfflat_probes = 4;
         config.exact_search_max_rows = 0;
         with_store(config, |store| async move {
@@ -580,12 +593,12 @@ async fn a_table_missing_a_column_is_refused_and_left_alone() {
         "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
     )
     .bind(&table)
-    .fetch_all(store.pool())
+    .fetch_all(&test_pool().await)
     .await
     .unwrap();
     let indexes: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_indexes WHERE tablename = $1")
         .bind(&table)
-        .fetch_one(store.pool())
+        .fetch_one(&test_pool().await)
         .await
         .unwrap();
     drop_table(&store).await;
@@ -657,10 +670,11 @@ async fn health_reports_version_dimension_index_and_rows() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable_naming_host_not_password() {
-    let mut config = PgVectorConfig::new(
+    let mut config = PgVectorConfig::for_url(
         "postgres://app:hunter2@127.0.0.1:1/vectorgate",
         Dimension::new(8).unwrap(),
-    );
+    )
+    .unwrap();
     config.connect_timeout = Duration::from_secs(2);
     let store = PgVectorStore::new(config).unwrap();
     // An empty batch is answered without any I/O, even with the server unreachable.
@@ -798,10 +812,13 @@ async fn an_upsert_spanning_many_concurrent_batches_writes_every_row_once() {
 #[tokio::test]
 async fn operator_futures_are_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let store = PgVectorStore::new(PgVectorConfig::new(
-        "postgres://nobody@127.0.0.1:9/none",
-        Dimension::new(3).unwrap(),
-    ))
+    let store = PgVectorStore::new(
+        PgVectorConfig::for_url(
+            "postgres://nobody@127.0.0.1:9/none",
+            Dimension::new(3).unwrap(),
+        )
+        .unwrap(),
+    )
     .unwrap();
     let records = [record(1, 1, 1, vec![1.0, 0.0, 0.0])];
     let ids = [chunk(1)];

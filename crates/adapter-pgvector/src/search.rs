@@ -1,0 +1,192 @@
+//! Filtered k-NN search: the plan (exact scan of a small scope, or the vector index with
+//! an iterative scan) and its execution.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pgvector::Vector;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Postgres, Row};
+use vectorgate_domain::{
+    ChunkId, GatewayError, ProjectId, SearchHit, SearchRequest, SearchScope, StoreKind,
+};
+
+use crate::config::limits;
+use crate::metric::distance_to_score;
+use crate::store::PgVectorStore;
+
+/// How long a scope's "small enough for exact search" verdict is reused. Scope sizes
+/// change slowly; a stale verdict only picks the other (still correct) plan for a while,
+/// and without the cache the bounded count would cost a large tenant several ms per query.
+const SCOPE_SIZE_TTL: Duration = Duration::from_secs(30);
+
+/// Verdicts kept at most; the cache is emptied when it grows past this.
+const SCOPE_SIZE_CACHE_MAX: usize = 10_000;
+
+/// A scope as a hashable key: tenant and, when restricted, its sorted project ids.
+type ScopeKey = (i64, Option<Vec<i64>>);
+
+fn scope_key(scope: &SearchScope) -> ScopeKey {
+    (
+        scope.tenant_id().get(),
+        scope
+            .project_ids()
+            .map(|set| set.iter().map(|p| p.get()).collect()),
+    )
+}
+
+/// Recent "is this scope small" verdicts.
+#[derive(Debug, Default)]
+pub(crate) struct ScopeSizes(Mutex<HashMap<ScopeKey, (bool, Instant)>>);
+
+impl ScopeSizes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ScopeKey, (bool, Instant)>> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, key: &ScopeKey) -> Option<bool> {
+        self.lock()
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < SCOPE_SIZE_TTL)
+            .map(|(small, _)| *small)
+    }
+
+    fn put(&self, key: ScopeKey, small: bool) {
+        let mut cache = self.lock();
+        if cache.len() >= SCOPE_SIZE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (small, Instant::now()));
+    }
+}
+
+impl PgVectorStore {
+    pub(crate) async fn search_scope(
+        &self,
+        request: &SearchRequest,
+    ) -> Result<Vec<SearchHit>, GatewayError> {
+        let config = &self.inner.config;
+        request.validate(config.dimension)?;
+        let op = "search";
+        let k = request.top_k.get();
+        let embedding = Vector::from(request.embedding.as_slice().to_vec());
+        let tenant = request.scope.tenant_id().get();
+        let mut conn = self.acquire(op).await?;
+        let exact = self.scope_is_small(&mut conn, &request.scope).await?;
+        let sql = &self.inner.sql;
+        let (tenant_sql, projects_sql) = if exact {
+            (&sql.exact_tenant, &sql.exact_projects)
+        } else {
+            (&sql.search_tenant, &sql.search_projects)
+        };
+        let query = match request.scope.project_ids() {
+            None => sqlx::query(tenant_sql)
+                .bind(embedding)
+                .bind(tenant)
+                .bind(i64::from(k)),
+            Some(projects) => sqlx::query(projects_sql)
+                .bind(embedding)
+                .bind(tenant)
+                .bind(projects.iter().map(|p| p.get()).collect::<Vec<i64>>())
+                .bind(i64::from(k)),
+        };
+        let rows = if exact {
+            query.fetch_all(&mut *conn).await
+        } else {
+            // SET LOCAL needs a transaction; its settings end with it, so a pooled
+            // connection never carries them into another caller's query.
+            let mut tx = conn
+                .begin_with(self.search_begin(k))
+                .await
+                .map_err(self.err(op))?;
+            let rows = query.fetch_all(&mut *tx).await;
+            if rows.is_ok() {
+                tx.commit().await.map_err(self.err(op))?;
+            }
+            rows
+        }
+        .map_err(self.map_table_error(op))?;
+        let decode =
+            |e: sqlx::Error| GatewayError::backend(StoreKind::Pgvector, op, &e).with_source(e);
+        let bad = |e: GatewayError| GatewayError::backend(StoreKind::Pgvector, op, e);
+        let mut hits = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let distance: f64 = row.try_get(2).map_err(decode)?;
+            let score = distance_to_score(config.metric, distance);
+            if request.min_score.is_some_and(|min| score < min) {
+                continue;
+            }
+            hits.push(SearchHit {
+                chunk_id: ChunkId::new(row.try_get(0).map_err(decode)?).map_err(bad)?,
+                project_id: ProjectId::new(row.try_get(1).map_err(decode)?).map_err(bad)?,
+                score,
+            });
+        }
+        // The relaxed-order iterative scan may return rows slightly out of order.
+        SearchHit::rank(&mut hits);
+        Ok(hits)
+    }
+
+    /// Whether the scope holds at most `exact_search_max_rows` rows (then it is searched
+    /// exactly).
+    async fn scope_is_small(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        scope: &SearchScope,
+    ) -> Result<bool, GatewayError> {
+        let max = self.inner.config.exact_search_max_rows;
+        if max == 0 {
+            return Ok(false);
+        }
+        let key = scope_key(scope);
+        if let Some(small) = self.inner.scope_sizes.get(&key) {
+            return Ok(small);
+        }
+        let sql = &self.inner.sql;
+        let limit = i64::from(max) + 1;
+        let tenant = scope.tenant_id().get();
+        let query = match scope.project_ids() {
+            None => sqlx::query_scalar::<_, i64>(&sql.scope_rows_tenant)
+                .bind(tenant)
+                .bind(limit),
+            Some(projects) => sqlx::query_scalar(&sql.scope_rows_projects)
+                .bind(tenant)
+                .bind(projects.iter().map(|p| p.get()).collect::<Vec<i64>>())
+                .bind(limit),
+        };
+        let rows = query
+            .fetch_one(&mut **conn)
+            .await
+            .map_err(self.map_table_error("search"))?;
+        let small = rows < limit;
+        tracing::debug!(scope_rows = rows, exact = small, "search plan choice");
+        self.inner.scope_sizes.put(key, small);
+        Ok(small)
+    }
+
+    /// The `BEGIN` of a vector-index search transaction with its per-query settings.
+    fn search_begin(&self, k: u32) -> String {
+        let config = &self.inner.config;
+        // SET cannot take bind parameters; every value here is a u32 from the validated
+        // settings or the request's TopK, never caller text. ef_search is raised to k
+        // (HNSW returns at most ef_search rows per pass) within pgvector's limit; past it,
+        // the iterative scan keeps going until k rows pass the filter.
+        let ef_search = config.ef_search.max(k).min(*limits::EF_SEARCH.end());
+        let probes = config.ivfflat_probes.min(config.ivfflat_lists);
+        // relaxed_order: results may come slightly out of order, so the caller re-sorts
+        // them by score; strict_order would cost extra work per query.
+        format!(
+            "BEGIN; \
+             SET LOCAL hnsw.ef_search = {ef_search}; \
+             SET LOCAL hnsw.iterative_scan = relaxed_order; \
+             SET LOCAL hnsw.max_scan_tuples = {max_scan}; \
+             SET LOCAL ivfflat.probes = {probes}; \
+             SET LOCAL ivfflat.iterative_scan = relaxed_order",
+            max_scan = config.max_scan_tuples,
+        )
+    }
+}

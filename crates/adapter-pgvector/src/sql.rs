@@ -1,0 +1,84 @@
+//! The SQL text of every data statement, fixed at construction: the table name is
+//! validated once and quoted, then only values are bound.
+
+use crate::config::PgVectorConfig;
+use crate::metric::operator;
+use crate::schema::quote_ident;
+
+pub(crate) struct Statements {
+    pub upsert: String,
+    pub search_tenant: String,
+    pub search_projects: String,
+    pub exact_tenant: String,
+    pub exact_projects: String,
+    pub scope_rows_tenant: String,
+    pub scope_rows_projects: String,
+    pub delete_chunks: String,
+    pub delete_chunks_in_projects: String,
+    pub delete_project: String,
+    pub delete_tenant: String,
+    pub fetch: String,
+    pub copy_in: String,
+}
+
+impl Statements {
+    pub fn new(config: &PgVectorConfig) -> Self {
+        let t = quote_ident(&config.table);
+        let op = operator(config.metric);
+        let select = format!(
+            "SELECT chunk_id, project_id, embedding {op} $1 AS distance FROM {t} WHERE tenant_id = $2"
+        );
+        Self {
+            upsert: format!(
+                "INSERT INTO {t} (chunk_id, tenant_id, project_id, embedding, updated_at) \
+                 SELECT u.chunk_id, u.tenant_id, u.project_id, u.embedding, now() \
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::vector[]) \
+                   AS u(chunk_id, tenant_id, project_id, embedding) \
+                 ON CONFLICT (chunk_id) DO UPDATE SET \
+                   tenant_id = EXCLUDED.tenant_id, project_id = EXCLUDED.project_id, \
+                   embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at"
+            ),
+            search_tenant: format!("{select} ORDER BY embedding {op} $1 LIMIT $3"),
+            search_projects: format!(
+                "{select} AND project_id = ANY($3) ORDER BY embedding {op} $1 LIMIT $4"
+            ),
+            // The OFFSET 0 fence keeps the planner from pushing the ORDER BY into the
+            // subquery, so the vector index cannot serve it: the scope is read (through
+            // the tenant/project index or the table), each distance computed once, and
+            // the best k kept by a top-k sort. Exact, without a transaction to switch
+            // index scans off.
+            exact_tenant: format!(
+                "SELECT chunk_id, project_id, distance FROM ({select} OFFSET 0) s \
+                 ORDER BY distance LIMIT $3"
+            ),
+            exact_projects: format!(
+                "SELECT chunk_id, project_id, distance FROM \
+                 ({select} AND project_id = ANY($3) OFFSET 0) s ORDER BY distance LIMIT $4"
+            ),
+            // Bounded counts: they stop after LIMIT rows of the scope index, so a huge
+            // tenant costs no more than a small one.
+            scope_rows_tenant: format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {t} WHERE tenant_id = $1 LIMIT $2) s"
+            ),
+            scope_rows_projects: format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {t} \
+                 WHERE tenant_id = $1 AND project_id = ANY($2) LIMIT $3) s"
+            ),
+            delete_chunks: format!(
+                "DELETE FROM {t} WHERE tenant_id = $1 AND chunk_id = ANY($2)"
+            ),
+            delete_chunks_in_projects: format!(
+                "DELETE FROM {t} WHERE tenant_id = $1 AND chunk_id = ANY($2) AND project_id = ANY($3)"
+            ),
+            delete_project: format!("DELETE FROM {t} WHERE tenant_id = $1 AND project_id = $2"),
+            delete_tenant: format!("DELETE FROM {t} WHERE tenant_id = $1"),
+            fetch: format!(
+                "SELECT chunk_id, tenant_id, project_id, embedding FROM {t} \
+                 WHERE chunk_id = ANY($1) ORDER BY chunk_id"
+            ),
+            copy_in: format!(
+                "COPY {t} (chunk_id, tenant_id, project_id, embedding) FROM STDIN WITH (FORMAT binary)"
+            ),
+        }
+    }
+}
