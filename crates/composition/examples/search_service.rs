@@ -166,7 +166,7 @@ impl SearchService {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_target(false).init();
     let settings = Settings::from_env()?;
-    let dim = settings.dimension.as_usize();
+    let dim = settings.dimension().as_usize();
     let gateway = VectorStoreFactory::build(&settings).await?;
     let documents = DocumentProcessingService::new(gateway.clone());
     let search = SearchService::new(gateway.clone());

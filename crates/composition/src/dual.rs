@@ -74,38 +74,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+use vectorgate_domain::outbox::{Completion, Intent, IntentId, IntentOp, Outbox, OutboxEntry};
 use vectorgate_domain::{
-    validate_records, ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, ProjectId,
-    ScanFilter, SearchHit, SearchRequest, StoreHealth, StoreKind, TenantId, VectorRecord,
-    VectorStoreGateway,
+    validate_records, ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, ScanFilter,
+    SearchHit, SearchRequest, StoreHealth, StoreKind, TenantId, VectorRecord, VectorStoreGateway,
 };
 
 use crate::observability::{DUAL_FAILURES_TOTAL, OUTBOX_DEPTH, SHADOW_READ_OVERLAP};
-use crate::outbox::{Completion, Intent, IntentId, IntentOp, Outbox, OutboxEntry};
+use crate::rows::StoreRows;
 use crate::settings::{DualSettings, ReadFrom};
-
-/// Where a row lives (the non-vector columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RowKey {
-    pub chunk_id: ChunkId,
-    pub tenant_id: TenantId,
-    pub project_id: ProjectId,
-}
-
-/// Row access beyond the port, which `sync` needs from both stores. Implemented for the
-/// concrete adapters in [`crate::factory`] and by fakes in tests.
-#[async_trait]
-pub trait StoreRows: Send + Sync {
-    /// The rows with these ids that exist (any tenant), in no particular order.
-    async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError>;
-
-    /// Keys of every row matching `filter`, ascending by chunk id (no vectors).
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError>;
-}
 
 /// The parts a dual gateway is made of.
 #[derive(Clone)]
@@ -127,32 +107,6 @@ impl std::fmt::Debug for DualStores {
     }
 }
 
-/// Dual-mode behaviour (from [`DualSettings`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DualOptions {
-    pub read_from: ReadFrom,
-    pub shadow_read_rate: f64,
-    pub intent_lease: Duration,
-    pub sync_batch_size: usize,
-}
-
-impl Default for DualOptions {
-    fn default() -> Self {
-        Self::from(&DualSettings::default())
-    }
-}
-
-impl From<&DualSettings> for DualOptions {
-    fn from(s: &DualSettings) -> Self {
-        Self {
-            read_from: s.read_from,
-            shadow_read_rate: s.shadow_read_rate,
-            intent_lease: s.intent_lease,
-            sync_batch_size: s.sync_batch_size,
-        }
-    }
-}
-
 /// What one `sync` run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncReport {
@@ -168,30 +122,6 @@ pub struct SyncReport {
     pub remaining: u64,
     /// The distinct errors seen, for the operator.
     pub errors: Vec<String>,
-}
-
-/// Spawned settle tasks, so `close()` and tests can wait for them.
-#[derive(Debug, Default)]
-struct Background(Mutex<Vec<JoinHandle<()>>>);
-
-impl Background {
-    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        let mut handles = self.0.lock().unwrap();
-        handles.retain(|h| !h.is_finished());
-        handles.push(tokio::spawn(fut));
-    }
-
-    async fn flush(&self) {
-        loop {
-            let handles = std::mem::take(&mut *self.0.lock().unwrap());
-            if handles.is_empty() {
-                return;
-            }
-            for handle in handles {
-                let _ = handle.await;
-            }
-        }
-    }
 }
 
 /// This process's writes whose intents are not settled yet, with the order in which they
@@ -227,8 +157,9 @@ impl Unsettled {
 /// The dual-write gateway. See the module docs for the protocol.
 pub struct DualGateway {
     stores: DualStores,
-    options: DualOptions,
-    background: Arc<Background>,
+    options: DualSettings,
+    /// Settle tasks spawned by writes, so that `close()` and tests can wait for them.
+    background: TaskTracker,
     unsettled: Arc<Mutex<Unsettled>>,
 }
 
@@ -256,16 +187,16 @@ fn join_ids<T: std::fmt::Display>(ids: &[T]) -> String {
 const REPLAY_CHUNK: usize = 1000;
 
 impl DualGateway {
-    pub fn new(stores: DualStores, options: DualOptions) -> Self {
+    pub fn new(stores: DualStores, options: DualSettings) -> Self {
         Self {
             stores,
             options,
-            background: Arc::new(Background::default()),
+            background: TaskTracker::new(),
             unsettled: Arc::new(Mutex::new(Unsettled::default())),
         }
     }
 
-    pub fn options(&self) -> &DualOptions {
+    pub fn options(&self) -> &DualSettings {
         &self.options
     }
 
@@ -276,7 +207,11 @@ impl DualGateway {
     /// Waits for the settle tasks spawned by earlier writes (intent removal or failure
     /// bookkeeping). Writes never wait for them; `close()` and tests do.
     pub async fn flush_background(&self) {
-        self.background.flush().await;
+        // Settle tasks do not spawn others, so closing and waiting sees them all; the
+        // tracker is reopened for later writes.
+        self.background.close();
+        self.background.wait().await;
+        self.background.reopen();
     }
 
     /// Pending outbox entries; also sets the `vector_store_outbox_depth` gauge.
@@ -681,9 +616,10 @@ impl VectorStoreGateway for DualGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryStore;
-    use crate::outbox::MemoryOutbox;
     use crate::test_support::CapturedLogs;
+    use crate::testing::{MemoryOutbox, MemoryStore};
+    use std::time::Duration;
+    use vectorgate_domain::ProjectId;
     use vectorgate_domain::{Embedding, Metric, MockVectorStoreGateway, SearchScope, TopK};
 
     fn dim() -> Dimension {
@@ -714,7 +650,7 @@ mod tests {
         dual: DualGateway,
     }
 
-    fn fixture(options: DualOptions) -> Fixture {
+    fn fixture(options: DualSettings) -> Fixture {
         let pg = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
         let milvus = Arc::new(MemoryStore::new(StoreKind::Milvus, dim(), Metric::Ip));
         let outbox = Arc::new(MemoryOutbox::new());
@@ -768,7 +704,7 @@ mod tests {
                 milvus_rows: rows,
                 outbox: outbox.clone(),
             },
-            DualOptions::default(),
+            DualSettings::default(),
         );
 
         let written = dual
@@ -824,7 +760,7 @@ mod tests {
                 milvus_rows: milvus.clone(),
                 outbox: outbox.clone(),
             },
-            DualOptions::default(),
+            DualSettings::default(),
         );
 
         let err = dual.upsert_vectors(&[rec(5, 1, 1, 0.5)]).await.unwrap_err();
@@ -867,7 +803,7 @@ mod tests {
                 milvus_rows: rows,
                 outbox,
             },
-            DualOptions::default(),
+            DualSettings::default(),
         );
         let err = dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap_err();
         assert!(err.is_unavailable(), "{err}");
@@ -875,7 +811,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_input_is_rejected_before_the_outbox() {
-        let f = fixture(DualOptions::default());
+        let f = fixture(DualSettings::default());
         let wrong_dim = VectorRecord::new(
             c(1),
             t(1),
@@ -890,7 +826,7 @@ mod tests {
 
     #[tokio::test]
     async fn successful_writes_leave_both_stores_equal_and_the_outbox_empty() {
-        let f = fixture(DualOptions::default());
+        let f = fixture(DualSettings::default());
         f.dual
             .upsert_vectors(&[rec(1, 1, 1, 0.1), rec(2, 1, 2, 0.2), rec(3, 2, 1, 0.3)])
             .await
@@ -910,7 +846,7 @@ mod tests {
 
     #[tokio::test]
     async fn sync_converges_after_milvus_missed_upserts_deletes_moves_and_scope_deletes() {
-        let f = fixture(DualOptions::default());
+        let f = fixture(DualSettings::default());
         // Before the outage both stores agree.
         f.dual
             .upsert_vectors(
@@ -971,9 +907,9 @@ mod tests {
             TopK::new(3).unwrap(),
         );
         for (read_from, expected) in [(ReadFrom::Pgvector, 11), (ReadFrom::Milvus, 12)] {
-            let f = fixture(DualOptions {
+            let f = fixture(DualSettings {
                 read_from,
-                ..DualOptions::default()
+                ..DualSettings::default()
             });
             // Different rows behind each store's back tell which one answered.
             f.pg.put_raw(rec(11, 1, 1, 1.0));
@@ -1009,9 +945,9 @@ mod tests {
                 milvus_rows: pg,
                 outbox: Arc::new(MemoryOutbox::new()),
             },
-            DualOptions {
+            DualSettings {
                 shadow_read_rate: 1.0,
-                ..DualOptions::default()
+                ..DualSettings::default()
             },
         );
         let query = SearchRequest::new(
@@ -1046,7 +982,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_reports_a_down_milvus_without_failing() {
-        let f = fixture(DualOptions::default());
+        let f = fixture(DualSettings::default());
         f.milvus.set_down(true);
         let health = f.dual.health().await.unwrap();
         assert_eq!(health.stores.len(), 2);

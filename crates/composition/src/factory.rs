@@ -3,7 +3,7 @@
 //! `pgvector` touches nothing of Milvus (no client is even constructed); `milvus` never
 //! opens a PostgreSQL pool; `dual` wires both behind [`DualGateway`]. Every store is wrapped
 //! in [`Instrumented`]. The mode in use is logged, and when it differs from the one this
-//! database saw last (table `vectorgate_state`), one info line names both.
+//! database saw last, one info line names both.
 //!
 //! Construction goes through [`StoreProvider`] so that tests can count which stores a mode
 //! builds; [`AdapterProvider`] is the real one.
@@ -11,30 +11,25 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgPool;
-use vectorgate_adapter_milvus::MilvusStore;
-use vectorgate_adapter_pgvector::PgVectorStore;
-use vectorgate_domain::{
-    ChunkId, GatewayError, ScanFilter, StoreKind, VectorRecord, VectorStoreGateway,
-};
+use vectorgate_domain::outbox::Outbox;
+use vectorgate_domain::{GatewayError, VectorStoreGateway};
 
-use crate::dual::{DualGateway, DualOptions, DualStores, RowKey, StoreRows};
+use crate::dual::{DualGateway, DualStores};
+use crate::mode::{record_mode, ModeState};
 use crate::observability::Instrumented;
-use crate::outbox::{Outbox, PgOutbox};
+use crate::rows::StoreRows;
 use crate::schema_gate::{SchemaOnFirstUse, SchemaSetup};
 use crate::settings::{Settings, VectorStoreMode};
-
-/// Name of the small key/value table recording the last mode used with a database.
-pub const STATE_TABLE: &str = "vectorgate_state";
+use crate::stores::Stores;
 
 /// The pgvector side as the factory needs it.
 #[derive(Clone)]
-pub struct PgParts {
-    pub gateway: Arc<dyn VectorStoreGateway>,
-    pub rows: Arc<dyn StoreRows>,
+pub(crate) struct PgParts {
+    pub(crate) gateway: Arc<dyn VectorStoreGateway>,
+    pub(crate) rows: Arc<dyn StoreRows>,
     /// Not bootstrapped; the factory bootstraps it in dual mode only.
-    pub outbox: Arc<dyn Outbox>,
-    pub mode_state: Arc<dyn ModeState>,
+    pub(crate) outbox: Arc<dyn Outbox>,
+    pub(crate) mode_state: Arc<dyn ModeState>,
 }
 
 impl std::fmt::Debug for PgParts {
@@ -48,10 +43,10 @@ impl std::fmt::Debug for PgParts {
 /// The Milvus side as the factory needs it. Building it does no I/O: the factory runs
 /// `schema` itself, so that dual mode can start while Milvus is unreachable.
 #[derive(Clone)]
-pub struct MilvusParts {
-    pub gateway: Arc<dyn VectorStoreGateway>,
-    pub rows: Arc<dyn StoreRows>,
-    pub schema: Arc<dyn SchemaSetup>,
+pub(crate) struct MilvusParts {
+    pub(crate) gateway: Arc<dyn VectorStoreGateway>,
+    pub(crate) rows: Arc<dyn StoreRows>,
+    pub(crate) schema: Arc<dyn SchemaSetup>,
 }
 
 impl std::fmt::Debug for MilvusParts {
@@ -63,211 +58,24 @@ impl std::fmt::Debug for MilvusParts {
 /// Constructs each store (pgvector: and bootstraps its table). The factory calls only the
 /// methods of the stores the mode uses.
 #[async_trait]
-pub trait StoreProvider: Send + Sync {
+pub(crate) trait StoreProvider: Send + Sync {
     async fn pgvector(&self, settings: &Settings) -> Result<PgParts, GatewayError>;
     async fn milvus(&self, settings: &Settings) -> Result<MilvusParts, GatewayError>;
 }
 
-/// Where the last mode used with a database is recorded.
-#[async_trait]
-pub trait ModeState: Send + Sync {
-    /// Records `mode` under `key` and returns the value recorded before, if any.
-    async fn swap(&self, key: &str, mode: VectorStoreMode) -> Result<Option<String>, GatewayError>;
-}
-
-/// `vectorgate_state(key text primary key, value text, updated_at timestamptz)`.
-#[derive(Debug, Clone)]
-pub struct PgModeState {
-    pool: PgPool,
-}
-
-impl PgModeState {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-}
-
-#[async_trait]
-impl ModeState for PgModeState {
-    async fn swap(&self, key: &str, mode: VectorStoreMode) -> Result<Option<String>, GatewayError> {
-        let err = |op: &'static str| {
-            move |e: sqlx::Error| GatewayError::backend(StoreKind::Pgvector, op, e)
-        };
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
-                key text PRIMARY KEY, value text NOT NULL,
-                updated_at timestamptz NOT NULL DEFAULT now())"
-        ))
-        .execute(&self.pool)
-        .await
-        .map_err(err("create state table"))?;
-        let previous: Option<Option<String>> = sqlx::query_scalar(&format!(
-            "WITH old AS (SELECT value FROM {STATE_TABLE} WHERE key = $1)
-             INSERT INTO {STATE_TABLE} (key, value, updated_at) VALUES ($1, $2, now())
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
-             RETURNING (SELECT value FROM old)"
-        ))
-        .bind(key)
-        .bind(mode.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(err("record vector store mode"))?;
-        Ok(previous.flatten())
-    }
-}
-
-/// Row access of the pgvector adapter for `sync`.
-#[derive(Debug, Clone)]
-pub struct PgRows(pub PgVectorStore);
-
-#[async_trait]
-impl StoreRows for PgRows {
-    async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
-        self.0.fetch(ids).await
-    }
-
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError> {
-        let mut keys = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.0.scan(filter, after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.chunk_id);
-            keys.extend(page.iter().map(|r| RowKey {
-                chunk_id: r.chunk_id,
-                tenant_id: r.tenant_id,
-                project_id: r.project_id,
-            }));
-        }
-        Ok(keys)
-    }
-}
-
-/// Row access of the Milvus adapter for `sync`.
-#[derive(Debug, Clone)]
-pub struct MilvusRows(pub MilvusStore);
-
-#[async_trait]
-impl StoreRows for MilvusRows {
-    async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
-        self.0.fetch(ids).await
-    }
-
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError> {
-        let rows = self
-            .0
-            .scan_range(filter, ChunkId::new(0)?, ChunkId::new(i64::MAX)?, false)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RowKey {
-                chunk_id: r.chunk_id,
-                tenant_id: r.tenant_id,
-                project_id: r.project_id,
-            })
-            .collect())
-    }
-}
-
-/// The concrete stores, for the CLI's operator commands (backfill, reconcile, health,
-/// collection) that need more than the port. Construction does no I/O.
-#[derive(Debug, Clone, Default)]
-pub struct Stores {
-    pub pgvector: Option<PgVectorStore>,
-    pub milvus: Option<MilvusStore>,
-}
-
-impl Stores {
-    /// The stores the mode uses (pgvector mode: no Milvus client; milvus mode: no pool).
-    pub fn for_mode(settings: &Settings) -> Result<Self, GatewayError> {
-        Ok(Self {
-            pgvector: settings
-                .mode
-                .uses_pgvector()
-                .then(|| Self::pgvector_store(settings))
-                .transpose()?,
-            milvus: settings
-                .mode
-                .uses_milvus()
-                .then(|| Self::milvus_store(settings))
-                .transpose()?,
-        })
-    }
-
-    /// Both stores, whatever the mode (backfill, reconcile, sync). Needs `DATABASE_URL`.
-    pub fn both(settings: &Settings) -> Result<Self, GatewayError> {
-        Ok(Self {
-            pgvector: Some(Self::pgvector_store(settings)?),
-            milvus: Some(Self::milvus_store(settings)?),
-        })
-    }
-
-    pub fn pgvector_store(settings: &Settings) -> Result<PgVectorStore, GatewayError> {
-        PgVectorStore::new(settings.pgvector_config()?)
-    }
-
-    pub fn milvus_store(settings: &Settings) -> Result<MilvusStore, GatewayError> {
-        MilvusStore::new(settings.milvus_config())
-    }
-
-    /// The pgvector store, or a configuration error naming `DATABASE_URL`.
-    pub fn require_pgvector(&self) -> Result<&PgVectorStore, GatewayError> {
-        self.pgvector.as_ref().ok_or_else(|| {
-            GatewayError::configuration(
-                "DATABASE_URL",
-                "",
-                "a postgres:// URL (this command needs pgvector)",
-            )
-        })
-    }
-
-    /// The Milvus store, or a configuration error naming `VECTOR_STORE_MODE`.
-    pub fn require_milvus(&self) -> Result<&MilvusStore, GatewayError> {
-        self.milvus.as_ref().ok_or_else(|| {
-            GatewayError::configuration(
-                "VECTOR_STORE_MODE",
-                "pgvector",
-                "milvus or dual (this command needs Milvus)",
-            )
-        })
-    }
-
-    /// The dual gateway over these two stores (no I/O; call
-    /// [`Outbox::bootstrap`] or build through the factory to create the outbox table).
-    pub fn dual_gateway(&self, settings: &Settings) -> Result<DualGateway, GatewayError> {
-        let pg = self.require_pgvector()?.clone();
-        let milvus = self.require_milvus()?.clone();
-        let outbox = PgOutbox::new(pg.pool().clone(), settings.dual.outbox_table.clone())?;
-        Ok(DualGateway::new(
-            DualStores {
-                pgvector: Instrumented::wrap(Arc::new(pg.clone())),
-                pgvector_rows: Arc::new(PgRows(pg)),
-                milvus: Instrumented::wrap(Arc::new(milvus.clone())),
-                milvus_rows: Arc::new(MilvusRows(milvus)),
-                outbox: Arc::new(outbox),
-            },
-            DualOptions::from(&settings.dual),
-        ))
-    }
-}
-
 /// The real provider: the pgvector and Milvus adapters.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AdapterProvider;
+pub(crate) struct AdapterProvider;
 
 #[async_trait]
 impl StoreProvider for AdapterProvider {
     async fn pgvector(&self, settings: &Settings) -> Result<PgParts, GatewayError> {
         let store = Stores::pgvector_store(settings)?;
         store.bootstrap().await?;
-        let pool = store.pool().clone();
         Ok(PgParts {
-            outbox: Arc::new(PgOutbox::new(
-                pool.clone(),
-                settings.dual.outbox_table.clone(),
-            )?),
-            mode_state: Arc::new(PgModeState::new(pool)),
-            rows: Arc::new(PgRows(store.clone())),
+            outbox: Arc::new(store.outbox(&settings.dual().outbox_table)?),
+            mode_state: Arc::new(store.clone()),
+            rows: Arc::new(store.clone()),
             gateway: Arc::new(store),
         })
     }
@@ -275,14 +83,14 @@ impl StoreProvider for AdapterProvider {
     async fn milvus(&self, settings: &Settings) -> Result<MilvusParts, GatewayError> {
         let store = Stores::milvus_store(settings)?;
         Ok(MilvusParts {
-            rows: Arc::new(MilvusRows(store.clone())),
+            rows: Arc::new(store.clone()),
             schema: Arc::new(store.clone()),
             gateway: Arc::new(store),
         })
     }
 }
 
-/// Builds the gateway for `settings.mode`.
+/// Builds the gateway for the configured mode.
 #[derive(Debug, Clone, Copy)]
 pub struct VectorStoreFactory;
 
@@ -298,11 +106,11 @@ impl VectorStoreFactory {
     }
 
     /// As [`Self::build`], with the stores made by `provider`.
-    pub async fn build_with(
+    pub(crate) async fn build_with(
         settings: &Settings,
         provider: &dyn StoreProvider,
     ) -> Result<Arc<dyn VectorStoreGateway>, GatewayError> {
-        let gateway: Arc<dyn VectorStoreGateway> = match settings.mode {
+        let gateway: Arc<dyn VectorStoreGateway> = match settings.mode() {
             VectorStoreMode::Pgvector => {
                 let pg = provider.pgvector(settings).await?;
                 record_mode(settings, Some(pg.mode_state.as_ref())).await;
@@ -322,7 +130,7 @@ impl VectorStoreFactory {
     }
 
     /// As [`Self::build_dual`], with the stores made by `provider`.
-    pub async fn build_dual_with(
+    pub(crate) async fn build_dual_with(
         settings: &Settings,
         provider: &dyn StoreProvider,
     ) -> Result<Arc<DualGateway>, GatewayError> {
@@ -357,7 +165,7 @@ impl VectorStoreFactory {
             Err(err) => return Err(err),
         };
         pg.outbox.bootstrap().await?;
-        if settings.mode == VectorStoreMode::Dual {
+        if settings.mode() == VectorStoreMode::Dual {
             record_mode(settings, Some(pg.mode_state.as_ref())).await;
         }
         let dual = DualGateway::new(
@@ -368,31 +176,13 @@ impl VectorStoreFactory {
                 milvus_rows: milvus.rows,
                 outbox: pg.outbox,
             },
-            DualOptions::from(&settings.dual),
+            settings.dual().clone(),
         );
         // Sets the outbox gauge from the table at start-up.
         if let Err(err) = dual.outbox_depth().await {
             tracing::warn!(error = %err, "could not read the outbox depth");
         }
         Ok(Arc::new(dual))
-    }
-}
-
-/// Logs the mode in use and, when PostgreSQL is used, a transition from the mode recorded
-/// last time. A failure to record is logged, not fatal: the stores themselves work.
-async fn record_mode(settings: &Settings, state: Option<&dyn ModeState>) {
-    let mode = settings.mode;
-    tracing::info!(mode = mode.as_str(), settings = %settings, "vector store mode in use");
-    let Some(state) = state else { return };
-    let key = format!("vector_store_mode:{}", settings.pgvector.table);
-    match state.swap(&key, mode).await {
-        Ok(Some(previous)) if previous != mode.as_str() => tracing::info!(
-            previous = previous.as_str(),
-            current = mode.as_str(),
-            "vector store mode changed from {previous} to {mode}"
-        ),
-        Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "could not record the vector store mode"),
     }
 }
 
@@ -405,9 +195,9 @@ mod tests {
     use vectorgate_domain::{Dimension, Metric, MockVectorStoreGateway};
 
     use super::*;
-    use crate::memory::MemoryStore;
-    use crate::outbox::MemoryOutbox;
     use crate::test_support::CapturedLogs;
+    use crate::testing::{MemoryOutbox, MemoryStore};
+    use vectorgate_domain::{ChunkId, StoreKind, VectorRecord};
 
     #[derive(Default)]
     struct MemoryModeState(Mutex<HashMap<String, String>>);
@@ -602,25 +392,6 @@ mod tests {
                 "{mode}: milvus"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn constructing_stores_for_a_mode_opens_nothing_it_does_not_use() {
-        // Construction is lazy (the pool needs a runtime but connects on first use); the
-        // assertion is about which stores exist at all.
-        let stores = Stores::for_mode(&settings("pgvector")).unwrap();
-        assert!(stores.pgvector.is_some() && stores.milvus.is_none());
-        let milvus_only = Settings::from_vars([
-            ("VECTOR_STORE_MODE".to_string(), "milvus".to_string()),
-            ("EMBEDDING_DIM".to_string(), "8".to_string()),
-        ])
-        .unwrap();
-        let stores = Stores::for_mode(&milvus_only).unwrap();
-        assert!(stores.pgvector.is_none() && stores.milvus.is_some());
-        let err = stores.require_pgvector().unwrap_err();
-        assert!(
-            matches!(err, GatewayError::Configuration { ref variable, .. } if variable == "DATABASE_URL")
-        );
     }
 
     #[tokio::test]

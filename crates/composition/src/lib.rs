@@ -12,24 +12,25 @@
 //! # let _ = gateway; Ok(()) }
 //! ```
 
-pub mod dual;
-pub mod factory;
-pub mod memory;
-pub mod observability;
-pub mod outbox;
-pub mod schema_gate;
-pub mod settings;
+mod dual;
+mod factory;
+mod mode;
+mod observability;
+mod rows;
+mod schema_gate;
+mod settings;
+mod stores;
+#[cfg(test)]
+mod testing;
 
-pub use dual::{DualGateway, DualOptions, DualStores, RowKey, StoreRows, SyncReport};
-pub use factory::{
-    AdapterProvider, MilvusParts, MilvusRows, ModeState, PgModeState, PgParts, PgRows,
-    StoreProvider, Stores, VectorStoreFactory,
+pub use dual::{DualGateway, SyncReport};
+pub use factory::VectorStoreFactory;
+pub use observability::install_prometheus_recorder;
+pub use settings::{
+    markdown_table, vars, DualSettings, ReadFrom, Settings, SettingsBuilder, Var, Variable,
+    VectorStoreMode,
 };
-pub use memory::MemoryStore;
-pub use observability::{install_prometheus_recorder, Instrumented};
-pub use outbox::{Completion, Intent, IntentOp, MemoryOutbox, Outbox, OutboxEntry, PgOutbox};
-pub use schema_gate::{SchemaOnFirstUse, SchemaSetup};
-pub use settings::{ReadFrom, Settings, SettingsBuilder, VectorStoreMode, VARIABLES};
+pub use stores::Stores;
 
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -30,11 +30,15 @@ pub const SHADOW_READ_OVERLAP: &str = "vector_store_shadow_read_overlap";
 /// The `outcome` label of an error.
 pub fn outcome_of(err: &GatewayError) -> &'static str {
     match err {
-        GatewayError::InvalidInput(_) | GatewayError::DimensionMismatch { .. } => "invalid_input",
+        GatewayError::InvalidInput(_)
+        | GatewayError::DimensionMismatch { .. }
+        | GatewayError::TenantConflict { .. } => "invalid_input",
+        GatewayError::Timeout { .. } => "timeout",
         GatewayError::Unavailable { .. } => "unavailable",
         GatewayError::SchemaMismatch { .. } => "schema_mismatch",
         GatewayError::Backend { .. } => "backend",
         GatewayError::Configuration { .. } => "configuration",
+        GatewayError::Misuse(_) => "misuse",
         _ => "error",
     }
 }
@@ -46,11 +50,10 @@ pub fn install_prometheus_recorder() -> Result<PrometheusHandle, GatewayError> {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|err| {
-        GatewayError::configuration(
-            "metrics recorder",
-            err.to_string(),
-            "a single recorder per process (install_prometheus_recorder called twice?)",
-        )
+        GatewayError::misuse(format!(
+            "a metrics recorder is already installed ({err}): install_prometheus_recorder \
+             may be called once per process"
+        ))
     })?;
     Ok(handle)
 }

@@ -17,7 +17,7 @@ use vectorgate_domain::{
     SearchRequest, StoreKind, VectorRecord, VectorStoreGateway,
 };
 
-use crate::dual::{RowKey, StoreRows};
+use crate::rows::{RowKey, StoreRows};
 
 /// Creates or verifies a store's schema (the Milvus collection, its index and load state).
 #[async_trait]
@@ -157,7 +157,7 @@ mod tests {
     use vectorgate_domain::{Metric, ProjectId, TenantId};
 
     use super::*;
-    use crate::memory::MemoryStore;
+    use crate::testing::MemoryStore;
 
     /// A schema check that waits until released, then succeeds.
     #[derive(Default)]

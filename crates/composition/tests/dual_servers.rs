@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use vectorgate_adapter_milvus::{Consistency, MilvusStore};
 use vectorgate_adapter_pgvector::PgVectorStore;
 use vectorgate_composition::{
-    DualGateway, ReadFrom, Settings, Stores, VectorStoreFactory, VectorStoreMode,
+    vars, DualGateway, ReadFrom, Settings, SettingsBuilder, Stores, VectorStoreFactory,
+    VectorStoreMode,
 };
 use vectorgate_domain::{
     ChunkId, DeleteRequest, Dimension, Embedding, Metric, ScanFilter, SearchRequest, SearchScope,
@@ -31,42 +32,65 @@ use vectorgate_testkit::{
 
 const DIM: u32 = 16;
 
-fn settings(metric: Metric, milvus_host: &str, milvus_port: u16) -> Settings {
+fn builder(metric: Metric, milvus_host: &str, milvus_port: u16) -> SettingsBuilder {
     let env = ServicesEnv::load();
-    Settings::builder(Dimension::new(DIM).unwrap())
-        .mode(VectorStoreMode::Dual)
-        .metric(metric)
-        .database_url(env.database_url())
-        .pgvector_table(unique_name("dual_chunks"))
-        .pgvector_ef_search(1000)
-        .outbox_table(unique_name("dual_outbox"))
-        .milvus_endpoint(milvus_host, milvus_port)
-        .milvus_collection(unique_name("dual_chunks"))
+    Settings::builder()
+        .set(&vars::EMBEDDING_DIM, DIM)
+        .set(&vars::VECTOR_STORE_MODE, VectorStoreMode::Dual)
+        .set(&vars::VECTOR_METRIC, metric)
+        .set(&vars::DATABASE_URL, env.database_url())
+        .set(&vars::PGVECTOR_TABLE, unique_name("dual_chunks"))
+        .set(&vars::PGVECTOR_HNSW_EF_SEARCH, 1000)
+        .set(&vars::DUAL_OUTBOX_TABLE, unique_name("dual_outbox"))
+        .set(&vars::MILVUS_HOST, milvus_host)
+        .set(&vars::MILVUS_PORT, milvus_port)
+        .set(&vars::MILVUS_COLLECTION, unique_name("dual_chunks"))
         // nprobe = nlist: IVF_FLAT visits every list, i.e. exact search.
-        .milvus_index(Some(16), Some(16))
-        .milvus_consistency(Consistency::Strong)
-        .build()
-        .unwrap()
+        .set(&vars::MILVUS_INDEX_NLIST, 16)
+        .set(&vars::MILVUS_SEARCH_NPROBE, 16)
+        .set(&vars::MILVUS_CONSISTENCY, Consistency::Strong)
+}
+
+fn settings(metric: Metric, milvus_host: &str, milvus_port: u16) -> Settings {
+    builder(metric, milvus_host, milvus_port).build().unwrap()
+}
+
+/// Drops tables with the test's own connection (not through the code under test).
+async fn drop_tables(tables: &[&str]) {
+    let pool = sqlx::PgPool::connect(&ServicesEnv::load().database_url())
+        .await
+        .unwrap();
+    for table in tables {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+}
+
+fn env_host() -> String {
+    ServicesEnv::load().milvus_host()
+}
+
+fn env_port() -> u16 {
+    ServicesEnv::load().milvus_port()
 }
 
 fn shared_milvus_settings(metric: Metric) -> Settings {
-    let env = ServicesEnv::load();
-    settings(metric, &env.milvus_host(), env.milvus_port())
+    settings(metric, &env_host(), env_port())
 }
 
 /// Drops what a test created: both tables, the collection and the mode record.
 async fn cleanup(settings: &Settings) {
     let stores = Stores::both(settings).unwrap();
-    let pg = stores.pgvector.unwrap();
-    for table in [&settings.pgvector.table, &settings.dual.outbox_table] {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-            .execute(pg.pool())
-            .await
-            .unwrap();
-    }
+    drop_tables(&[&settings.pgvector().table, &settings.dual().outbox_table]).await;
+    let pool = sqlx::PgPool::connect(&ServicesEnv::load().database_url())
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM vectorgate_state WHERE key = $1")
-        .bind(format!("vector_store_mode:{}", settings.pgvector.table))
-        .execute(pg.pool())
+        .bind(format!("vector_store_mode:{}", settings.pgvector().table))
+        .execute(&pool)
         .await
         .ok();
     let _ = stores.milvus.unwrap().schema().drop_collection().await;
@@ -173,8 +197,13 @@ async fn dual_round_trip_keeps_both_stores_equal() {
     );
     let from_pg = dual.search(&query).await.unwrap();
     assert_eq!(from_pg[0].chunk_id, moved.chunk_id);
-    let mut via_milvus = settings.clone();
-    via_milvus.dual.read_from = ReadFrom::Milvus;
+    let via_milvus = builder(Metric::Ip, &env_host(), env_port())
+        .set(&vars::PGVECTOR_TABLE, &settings.pgvector().table)
+        .set(&vars::DUAL_OUTBOX_TABLE, &settings.dual().outbox_table)
+        .set(&vars::MILVUS_COLLECTION, &settings.milvus().collection)
+        .set(&vars::DUAL_READ_FROM, ReadFrom::Milvus)
+        .build()
+        .unwrap();
     let dual_milvus = VectorStoreFactory::build_dual(&via_milvus).await.unwrap();
     let from_milvus = dual_milvus.search(&query).await.unwrap();
     let ids =
@@ -387,7 +416,7 @@ impl OwnMilvus {
         let mut last_error = String::from("gRPC port closed");
         loop {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let store = MilvusStore::new(settings.milvus_config()).unwrap();
+                let store = MilvusStore::new(settings.milvus().clone()).unwrap();
                 match store.server_version().await {
                     Ok(_) => return Ok(()),
                     Err(err) => last_error = err.to_string(),
@@ -443,9 +472,11 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         return;
     }
     let mut server = OwnMilvus::new();
-    let mut settings = settings(Metric::Ip, "127.0.0.1", server.port);
-    settings.milvus.call_timeout = Duration::from_secs(3);
-    settings.milvus.connect_timeout = Duration::from_secs(2);
+    let settings = builder(Metric::Ip, "127.0.0.1", server.port)
+        .set(&vars::MILVUS_CALL_TIMEOUT_MS, 3000)
+        .set(&vars::MILVUS_CONNECT_TIMEOUT_MS, 2000)
+        .build()
+        .unwrap();
 
     // The service starts in dual mode before its Milvus ever ran (no collection yet).
     let dual: Arc<DualGateway> = VectorStoreFactory::build_dual(&settings)
@@ -472,7 +503,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         1,
         "writes after Milvus came up reached it"
     );
-    let milvus = MilvusStore::new(settings.milvus_config()).unwrap();
+    let milvus = MilvusStore::new(settings.milvus().clone()).unwrap();
     let status = milvus.schema().status().await.unwrap();
     assert!(status.exists && status.loaded == Some(true), "{status:?}");
 
@@ -551,12 +582,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
 
     dual.close().await.unwrap();
     // The collection lives on this test's own server (removed with it); drop the tables.
-    let pg = stores.pgvector.unwrap();
-    for table in [&settings.pgvector.table, &settings.dual.outbox_table] {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-            .execute(pg.pool())
-            .await
-            .unwrap();
-    }
+    drop(stores);
+    drop_tables(&[&settings.pgvector().table, &settings.dual().outbox_table]).await;
     drop(server);
 }

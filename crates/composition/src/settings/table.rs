@@ -1,0 +1,462 @@
+//! Every environment variable the gateway reads, declared once: name, what it accepts, its
+//! default and the field it sets. Reading, validation messages, `Debug`, the builder and the
+//! README's settings table (`cargo xtask docs`) all come from these declarations.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use vectorgate_adapter_milvus::{Consistency, MilvusConfig};
+use vectorgate_adapter_pgvector::{
+    limits, validate_identifier, DatabaseUrl, IndexKind, IDENTIFIER_ACCEPTED,
+};
+use vectorgate_domain::{Dimension, Metric};
+
+use super::kind::Kind;
+use super::var::{DefaultDoc, Var, Variable};
+use super::{ReadFrom, VectorStoreMode};
+
+fn identifier(name: &str) -> bool {
+    validate_identifier("", name).is_ok()
+}
+
+fn any_text(_: &str) -> bool {
+    true
+}
+
+fn host_name(host: &str) -> bool {
+    !host.is_empty() && (!host.contains(['/', ' ', ':']) || host.starts_with('['))
+}
+
+fn collection_name(name: &str) -> bool {
+    vectorgate_adapter_milvus::schema::validate_collection_name(name).is_ok()
+}
+
+fn user_password_token(token: &str) -> bool {
+    token.contains(':')
+}
+
+const fn range_u32(range: std::ops::RangeInclusive<u32>) -> Kind {
+    Kind::int(*range.start() as u64, *range.end() as u64)
+}
+
+const fn range_usize(range: std::ops::RangeInclusive<usize>) -> Kind {
+    Kind::int(*range.start() as u64, *range.end() as u64)
+}
+
+const MILLIS: Kind = Kind::Millis { min: 1 };
+
+pub static VECTOR_STORE_MODE: Var<VectorStoreMode> = Var::new(
+    "VECTOR_STORE_MODE",
+    Kind::Choice {
+        accepted: VectorStoreMode::ACCEPTED,
+    },
+    "which stores are read and written",
+    |s| Some(s.mode),
+    |s, v| s.mode = v,
+);
+
+pub static EMBEDDING_DIM: Var<Dimension> = Var::new(
+    "EMBEDDING_DIM",
+    Kind::int(1, Dimension::MAX as u64),
+    "dimension of every embedding; both schemas must match it",
+    |s| Some(s.pgvector.dimension),
+    |s, v| {
+        s.pgvector.dimension = v;
+        s.milvus.dimension = v;
+    },
+)
+.default_doc(DefaultDoc::Required("the embedding model's dimension"));
+
+pub static VECTOR_METRIC: Var<Metric> = Var::new(
+    "VECTOR_METRIC",
+    Kind::Choice {
+        accepted: Metric::ACCEPTED,
+    },
+    "similarity metric of both stores",
+    |s| Some(s.pgvector.metric),
+    |s, v| {
+        s.pgvector.metric = v;
+        s.milvus.metric = v;
+    },
+)
+.alias("MILVUS_METRIC");
+
+pub static DATABASE_URL: Var<DatabaseUrl> = Var::new(
+    "DATABASE_URL",
+    Kind::Parsed {
+        accepted: "postgres://user[:password]@host[:port]/db (special characters in the password percent-encoded)",
+    },
+    "PostgreSQL connection",
+    |s| s.pgvector.database_url.clone(),
+    |s, v| s.pgvector.database_url = Some(v),
+)
+.secret()
+.default_doc(DefaultDoc::Text("(required in pgvector and dual modes)"));
+
+pub static PGVECTOR_TABLE: Var<String> = Var::new(
+    "PGVECTOR_TABLE",
+    Kind::Text {
+        accepted: IDENTIFIER_ACCEPTED,
+        check: identifier,
+    },
+    "table holding the embeddings",
+    |s| Some(s.pgvector.table.clone()),
+    |s, v| s.pgvector.table = v,
+);
+
+pub static PGVECTOR_INDEX: Var<IndexKind> = Var::new(
+    "PGVECTOR_INDEX",
+    Kind::Choice {
+        accepted: "hnsw or ivfflat",
+    },
+    "vector index type",
+    |s| Some(s.pgvector.index),
+    |s, v| s.pgvector.index = v,
+);
+
+pub static PGVECTOR_HNSW_M: Var<u32> = Var::new(
+    "PGVECTOR_HNSW_M",
+    range_u32(limits::HNSW_M),
+    "HNSW graph degree",
+    |s| Some(s.pgvector.hnsw_m),
+    |s, v| s.pgvector.hnsw_m = v,
+);
+
+pub static PGVECTOR_HNSW_EF_CONSTRUCTION: Var<u32> = Var::new(
+    "PGVECTOR_HNSW_EF_CONSTRUCTION",
+    range_u32(limits::HNSW_EF_CONSTRUCTION),
+    "HNSW build candidate list",
+    |s| s.pgvector.hnsw_ef_construction,
+    |s, v| s.pgvector.hnsw_ef_construction = Some(v),
+)
+.note("and >= 2*PGVECTOR_HNSW_M")
+.default_doc(DefaultDoc::Text("max(64, 2*PGVECTOR_HNSW_M)"));
+
+pub static PGVECTOR_HNSW_EF_SEARCH: Var<u32> = Var::new(
+    "PGVECTOR_HNSW_EF_SEARCH",
+    range_u32(limits::EF_SEARCH),
+    "HNSW search candidate list (never below k)",
+    |s| Some(s.pgvector.ef_search),
+    |s, v| s.pgvector.ef_search = v,
+);
+
+pub static PGVECTOR_IVFFLAT_LISTS: Var<u32> = Var::new(
+    "PGVECTOR_IVFFLAT_LISTS",
+    range_u32(limits::IVFFLAT_LISTS),
+    "IVFFlat lists",
+    |s| Some(s.pgvector.ivfflat_lists),
+    |s, v| s.pgvector.ivfflat_lists = v,
+);
+
+pub static PGVECTOR_IVFFLAT_PROBES: Var<u32> = Var::new(
+    "PGVECTOR_IVFFLAT_PROBES",
+    range_u32(limits::IVFFLAT_PROBES),
+    "IVFFlat lists probed per search",
+    |s| Some(s.pgvector.ivfflat_probes),
+    |s, v| s.pgvector.ivfflat_probes = v,
+);
+
+pub static PGVECTOR_MAX_SCAN_TUPLES: Var<u32> = Var::new(
+    "PGVECTOR_MAX_SCAN_TUPLES",
+    range_u32(limits::MAX_SCAN_TUPLES),
+    "bound of pgvector 0.8 iterative index scans",
+    |s| Some(s.pgvector.max_scan_tuples),
+    |s, v| s.pgvector.max_scan_tuples = v,
+);
+
+pub static PGVECTOR_EXACT_SEARCH_MAX_ROWS: Var<u32> = Var::new(
+    "PGVECTOR_EXACT_SEARCH_MAX_ROWS",
+    range_u32(limits::EXACT_SEARCH_MAX_ROWS),
+    "scopes up to this many rows are searched exactly (0: always the vector index)",
+    |s| Some(s.pgvector.exact_search_max_rows),
+    |s, v| s.pgvector.exact_search_max_rows = v,
+);
+
+pub static PGVECTOR_UPSERT_CONCURRENCY: Var<usize> = Var::new(
+    "PGVECTOR_UPSERT_CONCURRENCY",
+    range_usize(limits::UPSERT_CONCURRENCY),
+    "upsert batches of one call in flight",
+    |s| Some(s.pgvector.upsert_concurrency),
+    |s, v| s.pgvector.upsert_concurrency = v,
+)
+.note("and <= PGVECTOR_MAX_CONNECTIONS");
+
+pub static PGVECTOR_INDEX_BUILD_MEMORY_MB: Var<u32> = Var::new(
+    "PGVECTOR_INDEX_BUILD_MEMORY_MB",
+    range_u32(limits::INDEX_BUILD_MEMORY_MB),
+    "maintenance_work_mem (MiB) for index builds (bulk load)",
+    |s| Some(s.pgvector.index_build_memory_mb),
+    |s, v| s.pgvector.index_build_memory_mb = v,
+);
+
+pub static PGVECTOR_MAX_CONNECTIONS: Var<u32> = Var::new(
+    "PGVECTOR_MAX_CONNECTIONS",
+    range_u32(limits::MAX_CONNECTIONS),
+    "pool size",
+    |s| Some(s.pgvector.max_connections),
+    |s, v| s.pgvector.max_connections = v,
+);
+
+pub static PGVECTOR_ACQUIRE_TIMEOUT_MS: Var<Duration> = Var::new(
+    "PGVECTOR_ACQUIRE_TIMEOUT_MS",
+    MILLIS,
+    "wait for a pooled connection",
+    |s| Some(s.pgvector.acquire_timeout),
+    |s, v| s.pgvector.acquire_timeout = v,
+);
+
+pub static PGVECTOR_CONNECT_TIMEOUT_MS: Var<Duration> = Var::new(
+    "PGVECTOR_CONNECT_TIMEOUT_MS",
+    MILLIS,
+    "TCP/TLS connect timeout",
+    |s| Some(s.pgvector.connect_timeout),
+    |s, v| s.pgvector.connect_timeout = v,
+);
+
+pub static UPSERT_BATCH_SIZE: Var<usize> = Var::new(
+    "UPSERT_BATCH_SIZE",
+    range_usize(limits::BATCH_SIZE),
+    "rows per write request (both stores)",
+    |s| Some(s.pgvector.batch_size),
+    |s, v| {
+        s.pgvector.batch_size = v;
+        s.milvus.batch_size = v;
+    },
+);
+
+pub static MILVUS_HOST: Var<String> = Var::new(
+    "MILVUS_HOST",
+    Kind::Text {
+        accepted: "a host name or IP address without scheme or port (set MILVUS_PORT)",
+        check: host_name,
+    },
+    "Milvus host",
+    |s| Some(s.milvus.host.clone()),
+    |s, v| s.milvus.host = v,
+);
+
+pub static MILVUS_PORT: Var<u16> = Var::new(
+    "MILVUS_PORT",
+    Kind::int(1, 65_535),
+    "Milvus gRPC port",
+    |s| Some(s.milvus.port),
+    |s, v| s.milvus.port = v,
+);
+
+pub static MILVUS_USERNAME: Var<String> = Var::new(
+    "MILVUS_USERNAME",
+    Kind::Text {
+        accepted: "a user name",
+        check: any_text,
+    },
+    "Milvus user",
+    |s| s.milvus.username.clone(),
+    |s, v| s.milvus.username = Some(v),
+);
+
+pub static MILVUS_PASSWORD: Var<SecretString> = Var::new(
+    "MILVUS_PASSWORD",
+    Kind::Text {
+        accepted: "a password",
+        check: any_text,
+    },
+    "Milvus password",
+    |s| s.milvus.password.clone(),
+    |s, v| s.milvus.password = Some(v),
+)
+.secret();
+
+pub static MILVUS_TOKEN: Var<SecretString> = Var::new(
+    "MILVUS_TOKEN",
+    Kind::Text {
+        accepted: "user:password (the Milvus client sends credentials as a user/password pair)",
+        check: user_password_token,
+    },
+    "Milvus token",
+    |s| s.milvus.token.clone(),
+    |s, v| s.milvus.token = Some(v),
+)
+.secret();
+
+pub static MILVUS_DATABASE: Var<String> = Var::new(
+    "MILVUS_DATABASE",
+    Kind::Text {
+        accepted: "a database name",
+        check: any_text,
+    },
+    "Milvus database",
+    |s| s.milvus.database.clone(),
+    |s, v| s.milvus.database = Some(v),
+)
+.default_doc(DefaultDoc::Text("(server default)"));
+
+pub static MILVUS_COLLECTION: Var<String> = Var::new(
+    "MILVUS_COLLECTION",
+    Kind::Text {
+        accepted: "a name matching ^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        check: collection_name,
+    },
+    "collection holding the embeddings",
+    |s| Some(s.milvus.collection.clone()),
+    |s, v| s.milvus.collection = v,
+);
+
+pub static MILVUS_INDEX_NLIST: Var<u32> = Var::new(
+    "MILVUS_INDEX_NLIST",
+    Kind::int(1, vectorgate_adapter_milvus::config::MAX_NLIST as u64),
+    "IVF_FLAT lists",
+    |s| s.milvus.index_nlist,
+    |s, v| s.milvus.index_nlist = Some(v),
+)
+.default_doc(DefaultDoc::Text("4*sqrt(MILVUS_EXPECTED_ROWS)"));
+
+pub static MILVUS_SEARCH_NPROBE: Var<u32> = Var::new(
+    "MILVUS_SEARCH_NPROBE",
+    Kind::int(1, vectorgate_adapter_milvus::config::MAX_NLIST as u64),
+    "lists probed per search",
+    |s| s.milvus.search_nprobe,
+    |s, v| s.milvus.search_nprobe = Some(v),
+)
+.note("and <= MILVUS_INDEX_NLIST")
+.default_doc(DefaultDoc::Text("90% of nlist"));
+
+pub static MILVUS_EXPECTED_ROWS: Var<u64> = Var::new(
+    "MILVUS_EXPECTED_ROWS",
+    Kind::int(1, i64::MAX as u64),
+    "expected collection size (derives nlist)",
+    |s| Some(s.milvus.expected_rows),
+    |s, v| s.milvus.expected_rows = v,
+);
+
+pub static MILVUS_CONSISTENCY: Var<Consistency> = Var::new(
+    "MILVUS_CONSISTENCY",
+    Kind::Choice {
+        accepted: Consistency::ACCEPTED,
+    },
+    "read consistency level",
+    |s| Some(s.milvus.consistency),
+    |s, v| s.milvus.consistency = v,
+);
+
+pub static MILVUS_CONNECT_TIMEOUT_MS: Var<Duration> = Var::new(
+    "MILVUS_CONNECT_TIMEOUT_MS",
+    MILLIS,
+    "connect timeout",
+    |s| Some(s.milvus.connect_timeout),
+    |s, v| s.milvus.connect_timeout = v,
+);
+
+pub static MILVUS_CALL_TIMEOUT_MS: Var<Duration> = Var::new(
+    "MILVUS_CALL_TIMEOUT_MS",
+    MILLIS,
+    "per-call deadline",
+    |s| Some(s.milvus.call_timeout),
+    |s, v| s.milvus.call_timeout = v,
+);
+
+pub static MILVUS_UPSERT_CONCURRENCY: Var<usize> = Var::new(
+    "MILVUS_UPSERT_CONCURRENCY",
+    Kind::int(1, 64),
+    "upsert batches of one call in flight",
+    |s| Some(s.milvus.upsert_concurrency),
+    |s, v| s.milvus.upsert_concurrency = v,
+);
+
+pub static DUAL_READ_FROM: Var<ReadFrom> = Var::new(
+    "DUAL_READ_FROM",
+    Kind::Choice {
+        accepted: ReadFrom::ACCEPTED,
+    },
+    "store that answers searches in dual mode",
+    |s| Some(s.dual.read_from),
+    |s, v| s.dual.read_from = v,
+);
+
+pub static DUAL_SHADOW_READ_RATE: Var<f64> = Var::new(
+    "DUAL_SHADOW_READ_RATE",
+    Kind::Number { min: 0.0, max: 1.0 },
+    "fraction of searches also sent to the other store (overlap recorded)",
+    |s| Some(s.dual.shadow_read_rate),
+    |s, v| s.dual.shadow_read_rate = v,
+);
+
+pub static DUAL_OUTBOX_TABLE: Var<String> = Var::new(
+    "DUAL_OUTBOX_TABLE",
+    Kind::Text {
+        accepted: IDENTIFIER_ACCEPTED,
+        check: identifier,
+    },
+    "PostgreSQL table of pending Milvus writes",
+    |s| Some(s.dual.outbox_table.clone()),
+    |s, v| s.dual.outbox_table = v,
+);
+
+pub static DUAL_INTENT_LEASE_MS: Var<Duration> = Var::new(
+    "DUAL_INTENT_LEASE_MS",
+    Kind::Millis { min: 1000 },
+    "how long a write owns its outbox intent before sync may replay it",
+    |s| Some(s.dual.intent_lease),
+    |s, v| s.dual.intent_lease = v,
+);
+
+pub static SYNC_BATCH_SIZE: Var<usize> = Var::new(
+    "SYNC_BATCH_SIZE",
+    Kind::int(1, 100_000),
+    "outbox entries per sync batch",
+    |s| Some(s.dual.sync_batch_size),
+    |s, v| s.dual.sync_batch_size = v,
+);
+
+/// Every variable, in the README's order.
+pub static VARIABLES: &[&dyn Variable] = &[
+    &VECTOR_STORE_MODE,
+    &EMBEDDING_DIM,
+    &VECTOR_METRIC,
+    &DATABASE_URL,
+    &PGVECTOR_TABLE,
+    &PGVECTOR_INDEX,
+    &PGVECTOR_HNSW_M,
+    &PGVECTOR_HNSW_EF_CONSTRUCTION,
+    &PGVECTOR_HNSW_EF_SEARCH,
+    &PGVECTOR_IVFFLAT_LISTS,
+    &PGVECTOR_IVFFLAT_PROBES,
+    &PGVECTOR_MAX_SCAN_TUPLES,
+    &PGVECTOR_EXACT_SEARCH_MAX_ROWS,
+    &PGVECTOR_UPSERT_CONCURRENCY,
+    &PGVECTOR_INDEX_BUILD_MEMORY_MB,
+    &PGVECTOR_MAX_CONNECTIONS,
+    &PGVECTOR_ACQUIRE_TIMEOUT_MS,
+    &PGVECTOR_CONNECT_TIMEOUT_MS,
+    &UPSERT_BATCH_SIZE,
+    &MILVUS_HOST,
+    &MILVUS_PORT,
+    &MILVUS_USERNAME,
+    &MILVUS_PASSWORD,
+    &MILVUS_TOKEN,
+    &MILVUS_DATABASE,
+    &MILVUS_COLLECTION,
+    &MILVUS_INDEX_NLIST,
+    &MILVUS_SEARCH_NPROBE,
+    &MILVUS_EXPECTED_ROWS,
+    &MILVUS_CONSISTENCY,
+    &MILVUS_CONNECT_TIMEOUT_MS,
+    &MILVUS_CALL_TIMEOUT_MS,
+    &MILVUS_UPSERT_CONCURRENCY,
+    &DUAL_READ_FROM,
+    &DUAL_SHADOW_READ_RATE,
+    &DUAL_OUTBOX_TABLE,
+    &DUAL_INTENT_LEASE_MS,
+    &SYNC_BATCH_SIZE,
+];
+
+/// The defaults the adapters themselves hold (the one home of every default).
+pub(super) fn adapter_defaults(
+    dimension: Dimension,
+) -> (vectorgate_adapter_pgvector::PgVectorConfig, MilvusConfig) {
+    let mut milvus = MilvusConfig::new("localhost", 19530, dimension);
+    milvus.batch_size = vectorgate_adapter_pgvector::PgVectorConfig::new(dimension).batch_size;
+    (
+        vectorgate_adapter_pgvector::PgVectorConfig::new(dimension),
+        milvus,
+    )
+}

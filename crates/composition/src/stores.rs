@@ -1,0 +1,123 @@
+//! The concrete stores, for the CLI's operator commands (backfill, reconcile, health,
+//! collection) that need more than the port.
+
+use std::sync::Arc;
+
+use vectorgate_adapter_milvus::MilvusStore;
+use vectorgate_adapter_pgvector::PgVectorStore;
+use vectorgate_domain::GatewayError;
+
+use crate::dual::{DualGateway, DualStores};
+use crate::observability::Instrumented;
+use crate::settings::Settings;
+
+/// The stores of a configuration. Construction does no I/O.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    pub pgvector: Option<PgVectorStore>,
+    pub milvus: Option<MilvusStore>,
+}
+
+impl Stores {
+    /// The stores the mode uses (pgvector mode: no Milvus client; milvus mode: no pool).
+    pub fn for_mode(settings: &Settings) -> Result<Self, GatewayError> {
+        let mode = settings.mode();
+        Ok(Self {
+            pgvector: mode
+                .uses_pgvector()
+                .then(|| Self::pgvector_store(settings))
+                .transpose()?,
+            milvus: mode
+                .uses_milvus()
+                .then(|| Self::milvus_store(settings))
+                .transpose()?,
+        })
+    }
+
+    /// Both stores, whatever the mode (backfill, reconcile, sync). Needs `DATABASE_URL`.
+    pub fn both(settings: &Settings) -> Result<Self, GatewayError> {
+        Ok(Self {
+            pgvector: Some(Self::pgvector_store(settings)?),
+            milvus: Some(Self::milvus_store(settings)?),
+        })
+    }
+
+    pub fn pgvector_store(settings: &Settings) -> Result<PgVectorStore, GatewayError> {
+        PgVectorStore::new(settings.pgvector().clone())
+    }
+
+    pub fn milvus_store(settings: &Settings) -> Result<MilvusStore, GatewayError> {
+        MilvusStore::new(settings.milvus().clone())
+    }
+
+    /// The pgvector store, or a configuration error naming `DATABASE_URL`.
+    pub fn require_pgvector(&self) -> Result<&PgVectorStore, GatewayError> {
+        self.pgvector.as_ref().ok_or_else(|| {
+            GatewayError::configuration(
+                "DATABASE_URL",
+                "",
+                "a postgres:// URL (this command needs pgvector)",
+            )
+        })
+    }
+
+    /// The Milvus store, or a configuration error naming `VECTOR_STORE_MODE`.
+    pub fn require_milvus(&self) -> Result<&MilvusStore, GatewayError> {
+        self.milvus.as_ref().ok_or_else(|| {
+            GatewayError::configuration(
+                "VECTOR_STORE_MODE",
+                "pgvector",
+                "milvus or dual (this command needs Milvus)",
+            )
+        })
+    }
+
+    /// The dual gateway over these two stores (no I/O; build through the factory to create
+    /// the outbox table).
+    pub fn dual_gateway(&self, settings: &Settings) -> Result<DualGateway, GatewayError> {
+        let pg = self.require_pgvector()?.clone();
+        let milvus = self.require_milvus()?.clone();
+        let outbox = pg.outbox(&settings.dual().outbox_table)?;
+        Ok(DualGateway::new(
+            DualStores {
+                pgvector: Instrumented::wrap(Arc::new(pg.clone())),
+                pgvector_rows: Arc::new(pg),
+                milvus: Instrumented::wrap(Arc::new(milvus.clone())),
+                milvus_rows: Arc::new(milvus),
+                outbox: Arc::new(outbox),
+            },
+            settings.dual().clone(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn constructing_stores_for_a_mode_opens_nothing_it_does_not_use() {
+        // Construction is lazy (the pool needs a runtime but connects on first use); the
+        // assertion is about which stores exist at all.
+        let stores = Stores::for_mode(&settings(&[
+            ("EMBEDDING_DIM", "8"),
+            ("DATABASE_URL", "postgres://u@127.0.0.1:1/db"),
+        ]))
+        .unwrap();
+        assert!(stores.pgvector.is_some() && stores.milvus.is_none());
+        let stores = Stores::for_mode(&settings(&[
+            ("VECTOR_STORE_MODE", "milvus"),
+            ("EMBEDDING_DIM", "8"),
+        ]))
+        .unwrap();
+        assert!(stores.pgvector.is_none() && stores.milvus.is_some());
+        let err = stores.require_pgvector().unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Configuration { ref variable, .. } if variable == "DATABASE_URL")
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! An in-memory store (exact search by brute force) with fault injection, for unit tests
+//! of the dual gateway, `sync` and the factory without servers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use vectorgate_domain::{
+    validate_records, ChunkId, CollectionStatus, DeleteRequest, Dimension, GatewayError,
+    HealthStatus, Metric, ProjectFilter, ScanFilter, SearchHit, SearchRequest, StoreHealth,
+    StoreKind, VectorRecord, VectorStoreGateway,
+};
+
+use crate::rows::{RowKey, StoreRows};
+
+/// In-memory gateway. `set_down(true)` makes every call fail with `Unavailable`.
+#[derive(Debug)]
+pub struct MemoryStore {
+    kind: StoreKind,
+    dimension: Dimension,
+    metric: Metric,
+    rows: Mutex<BTreeMap<ChunkId, VectorRecord>>,
+    down: AtomicBool,
+    writes: AtomicU64,
+}
+
+impl MemoryStore {
+    pub fn new(kind: StoreKind, dimension: Dimension, metric: Metric) -> Self {
+        Self {
+            kind,
+            dimension,
+            metric,
+            rows: Mutex::new(BTreeMap::new()),
+            down: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every row, ordered by chunk id.
+    pub fn snapshot(&self) -> Vec<VectorRecord> {
+        self.rows.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Write calls (upserts and deletes) that reached the store.
+    pub fn write_calls(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Writes behind the gateway's back (drift injection in tests).
+    pub fn put_raw(&self, record: VectorRecord) {
+        self.rows.lock().unwrap().insert(record.chunk_id, record);
+    }
+
+    pub(crate) fn check_up(&self) -> Result<(), GatewayError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(GatewayError::unavailable(
+                self.kind,
+                "in-memory store is down (test fault)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl VectorStoreGateway for MemoryStore {
+    fn store_kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    fn dimension(&self) -> Dimension {
+        self.dimension
+    }
+
+    async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
+        validate_records(records, self.dimension)?;
+        self.check_up()?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut rows = self.rows.lock().unwrap();
+        for r in records {
+            rows.insert(r.chunk_id, r.clone());
+        }
+        Ok(records.len() as u64)
+    }
+
+    async fn delete_vectors(&self, request: &DeleteRequest) -> Result<u64, GatewayError> {
+        request.validate()?;
+        self.check_up()?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut rows = self.rows.lock().unwrap();
+        let doomed: Vec<ChunkId> = rows
+            .values()
+            .filter(|r| match request {
+                DeleteRequest::Chunks {
+                    tenant_id,
+                    projects,
+                    chunk_ids,
+                } => {
+                    r.tenant_id == *tenant_id
+                        && chunk_ids.contains(&r.chunk_id)
+                        && match projects {
+                            ProjectFilter::All => true,
+                            ProjectFilter::Only(set) => set.contains(&r.project_id),
+                        }
+                }
+                DeleteRequest::Project {
+                    tenant_id,
+                    project_id,
+                } => r.tenant_id == *tenant_id && r.project_id == *project_id,
+                DeleteRequest::Tenant { tenant_id } => r.tenant_id == *tenant_id,
+            })
+            .map(|r| r.chunk_id)
+            .collect();
+        for id in &doomed {
+            rows.remove(id);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, GatewayError> {
+        request.validate(self.dimension)?;
+        self.check_up()?;
+        let rows = self.rows.lock().unwrap();
+        let query = request.embedding.as_slice();
+        let mut hits: Vec<SearchHit> = rows
+            .values()
+            .filter(|r| request.scope.contains(r.tenant_id, r.project_id))
+            .map(|r| SearchHit {
+                chunk_id: r.chunk_id,
+                project_id: r.project_id,
+                score: self.metric.score(query, r.embedding.as_slice()),
+            })
+            .filter(|h| request.min_score.is_none_or(|m| h.score >= m))
+            .collect();
+        SearchHit::rank(&mut hits);
+        hits.truncate(request.top_k.get() as usize);
+        Ok(hits)
+    }
+
+    async fn health(&self) -> Result<HealthStatus, GatewayError> {
+        self.check_up()?;
+        Ok(HealthStatus::single(StoreHealth {
+            store: self.kind,
+            reachable: true,
+            server_version: Some("memory".to_string()),
+            collection: Some(CollectionStatus {
+                name: "memory".to_string(),
+                exists: true,
+                dimension: Some(self.dimension.get()),
+                metric: Some(self.metric),
+                row_count: Some(self.rows.lock().unwrap().len() as u64),
+                ..CollectionStatus::default()
+            }),
+            problem: None,
+        }))
+    }
+
+    async fn close(&self) -> Result<(), GatewayError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreRows for MemoryStore {
+    async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.check_up()?;
+        let rows = self.rows.lock().unwrap();
+        Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
+    }
+
+    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError> {
+        self.check_up()?;
+        let rows = self.rows.lock().unwrap();
+        Ok(rows
+            .values()
+            .filter(|r| filter.matches(r))
+            .map(|r| RowKey {
+                chunk_id: r.chunk_id,
+                tenant_id: r.tenant_id,
+                project_id: r.project_id,
+            })
+            .collect())
+    }
+}
