@@ -81,6 +81,12 @@ pub enum Command {
     Import(ImportArgs),
     /// Drop or recreate the Milvus collection (the rollback for a corrupt schema)
     Collection(CollectionArgs),
+    /// Create what the configured mode needs (pgvector table and indexes, the dual-mode
+    /// outbox, the Milvus collection) or verify what exists; services do the same at start
+    Init,
+    /// Print every setting with its value (secrets as ***), or with --markdown the table of
+    /// every variable, its default and what it accepts
+    Settings(SettingsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +194,13 @@ pub struct ImportArgs {
     /// With --bulk: build the vector index after loading
     #[arg(long, requires = "bulk")]
     pub build_index: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// The documentation table (markdown) instead of the values in effect
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]

@@ -34,7 +34,7 @@ impl Ctx {
     }
 
     pub fn mode(&self) -> VectorStoreMode {
-        self.settings.mode
+        self.settings.mode()
     }
 
     /// The gateway of the configured mode, exactly as a service would build it.
@@ -55,14 +55,22 @@ impl Ctx {
     /// The Milvus store reading at `Strong` consistency: checks that run right after
     /// another process wrote (reconcile after backfill) must see those writes.
     pub fn milvus_strong(&self) -> anyhow::Result<MilvusStore> {
-        let mut config = self.settings.milvus_config();
+        let mut config = self.settings.milvus().clone();
         config.consistency = Consistency::Strong;
         Ok(MilvusStore::new(config)?)
     }
 
+    /// `host:port` of PostgreSQL (never credentials), for messages.
+    pub fn pg_endpoint(&self) -> String {
+        self.settings.database_url().map_or_else(
+            || "(DATABASE_URL unset)".to_string(),
+            |u| u.endpoint().to_string(),
+        )
+    }
+
     /// `host:port/collection`, how the target of a backfill is named.
     pub fn milvus_target(&self) -> String {
-        let config = self.settings.milvus_config();
+        let config = self.settings.milvus();
         format!("{}/{}", config.endpoint(), config.collection)
     }
 }
@@ -83,38 +91,10 @@ impl ScopeArgs {
     }
 }
 
-/// `host:port` of a PostgreSQL URL (without user or password), for messages.
-pub fn pg_endpoint(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    if host.contains(':') || host.is_empty() {
-        host.to_string()
-    } else {
-        format!("{host}:5432")
-    }
-}
-
 pub fn describe_filter(filter: ScanFilter) -> String {
     match (filter.tenant_id, filter.project_id) {
         (None, _) => "all tenants".to_string(),
         (Some(t), None) => format!("tenant {t}"),
         (Some(t), Some(p)) => format!("tenant {t} project {p}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pg_endpoint_hides_credentials() {
-        assert_eq!(
-            pg_endpoint("postgres://u:secret@db.example:5433/x?sslmode=require"),
-            "db.example:5433"
-        );
-        assert_eq!(pg_endpoint("postgres://db/x"), "db:5432");
     }
 }

@@ -6,7 +6,6 @@
 //! line on stderr and a non-zero exit code.
 
 mod args;
-mod checkpoint;
 mod commands;
 mod context;
 mod drift;
@@ -57,8 +56,22 @@ fn main() -> ExitCode {
 
 /// Prints the one-line error (the whole cause chain, joined) and picks the exit code.
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {}", one_line(&format!("{err:#}")));
+    eprintln!("error: {}", one_line(&chain_text(err)));
     ExitCode::from(EXIT_ERROR)
+}
+
+/// The causes of the chain joined by `: `, down to the first gateway error: its message
+/// already names the driver's cause in one line (the driver error it keeps as its source
+/// is there for programs, and would repeat it).
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        parts.push(cause.to_string());
+        if cause.is::<vectorgate_domain::GatewayError>() {
+            break;
+        }
+    }
+    parts.join(": ")
 }
 
 /// Driver messages sometimes span lines; the contract is one line.
@@ -84,6 +97,25 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "error communicating with database",
+        );
+        let err = vectorgate_domain::GatewayError::unavailable(
+            vectorgate_domain::StoreKind::Pgvector,
+            "PostgreSQL at db:5432 during search: I/O error: refused (os error 111)",
+        )
+        .with_source(io);
+        let err = anyhow::Error::new(err).context("search failed");
+        assert_eq!(
+            chain_text(&err),
+            "search failed: pgvector unavailable: PostgreSQL at db:5432 during search: I/O \
+             error: refused (os error 111)"
+        );
+    }
 
     #[test]
     fn errors_are_flattened_to_one_line() {

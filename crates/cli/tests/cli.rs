@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{Fixture, DIM};
-use vectorgate_composition::{Intent, Outbox, PgOutbox};
+use vectorgate_domain::outbox::{Intent, Outbox};
 use vectorgate_domain::{DeleteRequest, Embedding, ScanFilter, VectorRecord, VectorStoreGateway};
 use vectorgate_testkit::{chunk, generate_records, milvus_tests_enabled, DataShape};
 
@@ -447,7 +447,7 @@ fn sync_replays_the_outbox_and_metrics_are_printed() {
         .success();
     let pg = fx.pgvector();
     fx.runtime.block_on(async {
-        let outbox = PgOutbox::new(pg.pool().clone(), fx.outbox()).unwrap();
+        let outbox = pg.outbox(&fx.outbox()).unwrap();
         outbox.bootstrap().await.unwrap();
         outbox
             .record(&Intent::upsert(rest), Duration::ZERO)

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use vectorgate_domain::VectorStoreGateway;
 
 use crate::args::BackfillArgs;
-use crate::checkpoint::{CheckpointStore, JobKey};
+use vectorgate_adapter_pgvector::BackfillJob;
+
 use crate::context::{describe_filter, Ctx};
 use crate::progress::{rate, Progress};
 use crate::Outcome;
@@ -25,12 +26,12 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
         .ensure_schema()
         .await
         .context("backfill needs the Milvus collection")?;
-    let checkpoints = CheckpointStore::open(pg.pool().clone()).await?;
-    let job = JobKey::new(&table, &target, filter);
+    pg.open_checkpoints().await?;
+    let job = BackfillJob::new(&table, &target, filter);
     let total = pg.count(filter).await?;
 
     let (mut after, mut copied) = if args.resume {
-        match checkpoints.load(&job).await? {
+        match pg.load_checkpoint(&job).await? {
             Some(cp) => {
                 eprintln!(
                     "backfill: resuming {} after chunk_id {} ({} rows copied before)",
@@ -46,12 +47,12 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
                     "backfill: no checkpoint for {}; starting from the beginning",
                     describe_filter(filter)
                 );
-                checkpoints.reset(&job, total).await?;
+                pg.reset_checkpoint(&job, total).await?;
                 (None, 0)
             }
         }
     } else {
-        checkpoints.reset(&job, total).await?;
+        pg.reset_checkpoint(&job, total).await?;
         (None, 0)
     };
     let resumed_after = after;
@@ -68,8 +69,7 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
         copied += page.len() as u64;
         metrics::counter!("vectorgate_backfill_rows_total").increment(page.len() as u64);
         metrics::counter!("vectorgate_backfill_batches_total").increment(1);
-        checkpoints
-            .advance(&job, last, copied, total.max(copied))
+        pg.advance_checkpoint(&job, last, copied, total.max(copied))
             .await?;
         progress.batch(page.len() as u64, &format!("last chunk_id {last}"));
         after = Some(last);
@@ -77,7 +77,7 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
             break;
         }
     }
-    checkpoints.complete(&job).await?;
+    pg.complete_checkpoint(&job).await?;
     progress.finish();
 
     let this_run = copied - copied_before;

@@ -8,7 +8,7 @@ use crate::context::Ctx;
 use crate::Outcome;
 
 pub async fn run(ctx: &Ctx, args: CollectionArgs) -> anyhow::Result<Outcome> {
-    let config = ctx.settings.milvus_config();
+    let config = ctx.settings.milvus();
     let (verb, yes) = match &args.action {
         CollectionAction::Drop(c) => ("drop", c.yes),
         CollectionAction::Recreate(c) => ("recreate", c.yes),

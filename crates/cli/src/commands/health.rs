@@ -4,7 +4,7 @@ use serde::Serialize;
 use vectorgate_domain::{StoreHealth, StoreKind, VectorStoreGateway};
 
 use crate::args::{HealthArgs, StoreChoice};
-use crate::context::{pg_endpoint, Ctx};
+use crate::context::Ctx;
 use crate::output;
 use crate::Outcome;
 
@@ -32,14 +32,13 @@ pub async fn run(ctx: &Ctx, args: HealthArgs) -> anyhow::Result<Outcome> {
     };
     let mut stores = Vec::new();
     if check_pg {
-        let config = ctx.settings.pgvector_config()?;
-        let endpoint = pg_endpoint(&config.database_url);
         let store = ctx.pgvector()?;
+        let endpoint = ctx.pg_endpoint();
         stores.push(check(store.health().await, StoreKind::Pgvector, endpoint));
         store.close().await.ok();
     }
     if check_milvus {
-        let endpoint = ctx.settings.milvus_config().endpoint();
+        let endpoint = ctx.settings.milvus().endpoint();
         let store = ctx.milvus()?;
         stores.push(check(store.health().await, StoreKind::Milvus, endpoint));
         store.close().await.ok();

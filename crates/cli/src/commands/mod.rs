@@ -4,8 +4,10 @@ mod backfill;
 mod collection;
 mod health;
 mod import;
+mod init;
 mod reconcile;
 mod search;
+mod settings;
 mod sync;
 
 use crate::args::{Cli, Command};
@@ -13,6 +15,13 @@ use crate::context::Ctx;
 use crate::Outcome;
 
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    // The documentation table needs no settings at all.
+    if let Command::Settings(args) = &cli.command {
+        if args.markdown {
+            print!("{}", vectorgate_composition::markdown_table());
+            return Ok(Outcome::Ok);
+        }
+    }
     let ctx = Ctx::load(&cli.global)?;
     let metrics = ctx
         .print_metrics
@@ -26,6 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Search(args) => search::run(&ctx, args).await,
         Command::Import(args) => import::run(&ctx, args).await,
         Command::Collection(args) => collection::run(&ctx, args).await,
+        Command::Init => init::run(&ctx).await,
+        Command::Settings(_) => settings::run(&ctx),
     };
     // The counters are printed even when the command failed: they show what was done.
     if let Some(handle) = metrics {

@@ -48,7 +48,7 @@ pub async fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<Outcome> {
     gateway.close().await.ok();
 
     let read_from = match ctx.mode() {
-        VectorStoreMode::Dual => ctx.settings.dual.read_from.to_string(),
+        VectorStoreMode::Dual => ctx.settings.dual().read_from.to_string(),
         other => other.to_string(),
     };
     if args.json {

@@ -110,7 +110,8 @@ impl Fixture {
 
     pub fn pgvector(&self) -> PgVectorStore {
         let mut config =
-            PgVectorConfig::new(self.services.database_url(), Dimension::new(DIM).unwrap());
+            PgVectorConfig::for_url(&self.services.database_url(), Dimension::new(DIM).unwrap())
+                .unwrap();
         config.table = self.name.clone();
         // The pool is created on (and bound to) the fixture's runtime.
         let _runtime = self.runtime.enter();
@@ -122,10 +123,14 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         let name = self.name.clone();
         let outbox = self.outbox();
-        let pg = self.pgvector();
+        let url = self.services.database_url();
         let milvus = self.uses_milvus.then(|| self.milvus());
         self.runtime.block_on(async move {
-            let pool = pg.pool();
+            // The test's own connection: cleanup does not go through the code under test.
+            let Ok(pool) = sqlx::PgPool::connect(&url).await else {
+                return;
+            };
+            let pool = &pool;
             // Identifiers come from unique_name (lowercase, digits, `_`).
             for table in [&name, &outbox] {
                 let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
