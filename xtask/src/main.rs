@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation (see README.md for the commands a user types).
 
 mod demo;
+mod docs;
 mod layout;
 mod lint;
 mod milvus;
@@ -45,6 +46,8 @@ enum Cmd {
     Lint,
     /// Services up, the benchmark harness (results in target/bench/), services down
     Bench(BenchArgs),
+    /// Regenerate README.md's settings table from the settings' declarations
+    Docs,
     /// Services up, the seed's story with the `vectorgate` CLI (load, search, backfill,
     /// reconcile, Milvus vs pgvector, health, rollback), services down unless --keep
     Demo(DemoArgs),
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
             steps::test_milvus(&layout, args.external, args.ports.ports(), &args.extra)
         }
         Cmd::Lint => lint::lint(&layout),
+        Cmd::Docs => docs::docs(&layout),
         Cmd::Demo(args) => {
             stop_services_on_interrupt();
             demo::demo(
