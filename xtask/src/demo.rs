@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the seed's story end to end with the `vectorgate` binary against
+//! `cargo xtask demo`: the migration story end to end with the `vectorgate` binary against
 //! real servers: load a corpus in pgvector mode, search, backfill Milvus, reconcile, search
 //! through Milvus and compare with pgvector, health, roll back to pgvector.
 //!

@@ -48,7 +48,7 @@ enum Cmd {
     Bench(BenchArgs),
     /// Regenerate README.md's settings table from the settings' declarations
     Docs,
-    /// Services up, the seed's story with the `vectorgate` CLI (load, search, backfill,
+    /// Services up, the migration story with the `vectorgate` CLI (load, search, backfill,
     /// reconcile, Milvus vs pgvector, health, rollback), services down unless --keep
     Demo(DemoArgs),
 }

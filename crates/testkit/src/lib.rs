@@ -201,11 +201,7 @@ pub fn exact_top_k(
             score: metric.score(query, r.embedding.as_slice()),
         })
         .collect();
-    hits.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.chunk_id.cmp(&b.chunk_id))
-    });
+    SearchHit::rank(&mut hits);
     hits.truncate(k);
     hits
 }

@@ -1,4 +1,4 @@
-//! `vectorgate collection drop|recreate --yes`: the seed's rollback for a corrupt Milvus
+//! `vectorgate collection drop|recreate --yes`: the rollback for a corrupt Milvus
 //! schema. Refuses without `--yes` and then touches nothing (not even a connection).
 
 use anyhow::bail;

@@ -1,4 +1,4 @@
-//! `vectorgate health`: the seed's health check.
+//! `vectorgate health`: reachability, versions and the table/collection of each store.
 
 use serde::Serialize;
 use vectorgate_domain::{StoreHealth, StoreKind, VectorStoreGateway};
