@@ -9,7 +9,7 @@ use milvus::schema::FieldSchema;
 use milvus::value::ValueVec;
 use vectorgate_domain::{GatewayError, VectorRecord};
 
-use crate::client::{map_error, MilvusClientFactory};
+use crate::client::{map_error, LazyClient};
 use crate::config::MilvusConfig;
 use crate::schema::{FIELD_CHUNK_ID, FIELD_EMBEDDING, FIELD_PROJECT_ID, FIELD_TENANT_ID};
 
@@ -21,8 +21,8 @@ pub async fn sdk_upsert(
     batch: usize,
     concurrency: usize,
 ) -> Result<Duration, GatewayError> {
-    let factory = MilvusClientFactory::new(config);
-    let client = factory.client().await?;
+    let lazy_client = LazyClient::new(config);
+    let client = lazy_client.client().await?;
     let dim = i64::from(config.dimension.get());
     let started = Instant::now();
     futures::stream::iter(records.chunks(batch.max(1)))

@@ -41,7 +41,7 @@ pub mod store;
 
 #[cfg(any(test, feature = "mock"))]
 pub use client::MockMilvusApi;
-pub use client::{MilvusApi, MilvusClientFactory, SdkMilvusApi};
+pub use client::{LazyClient, MilvusApi, SdkMilvusApi};
 pub use config::{Consistency, MilvusConfig};
 pub use schema::MilvusSchemaManager;
 pub use store::{port_score, MilvusRow, MilvusStore};

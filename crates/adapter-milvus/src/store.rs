@@ -56,7 +56,7 @@ impl MilvusRow {
 /// The port on Milvus. Cheap to clone (shares one connection).
 ///
 /// Construction does no I/O; the first call connects (see
-/// [`crate::client::MilvusClientFactory`]). Call [`MilvusStore::ensure_schema`] once at
+/// [`crate::client::LazyClient`]). Call [`MilvusStore::ensure_schema`] once at
 /// start-up to create or verify the collection.
 #[derive(Clone)]
 pub struct MilvusStore {

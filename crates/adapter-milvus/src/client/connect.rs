@@ -69,15 +69,15 @@ impl<T: Send + Sync> LazyConnection<T> {
     }
 }
 
-/// Builds the SDK client lazily: nothing touches the network until the first call, then
-/// one connection is made and shared (tonic multiplexes calls over it).
+/// The SDK client, connected lazily: nothing touches the network until the first call,
+/// then one connection is made and shared (tonic multiplexes calls over it).
 #[derive(Debug)]
-pub struct MilvusClientFactory {
+pub struct LazyClient {
     endpoint: String,
     connection: LazyConnection<Client>,
 }
 
-impl MilvusClientFactory {
+impl LazyClient {
     pub fn new(config: &MilvusConfig) -> Self {
         let config = config.clone();
         Self {

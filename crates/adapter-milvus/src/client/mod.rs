@@ -25,7 +25,7 @@ use vectorgate_domain::{GatewayError, Metric, StoreKind};
 
 use crate::config::Consistency;
 
-pub use connect::MilvusClientFactory;
+pub use connect::LazyClient;
 pub use error::map_error;
 pub use fence::SessionFence;
 pub use sdk::SdkMilvusApi;

@@ -17,7 +17,7 @@ use milvus::schema::{CollectionSchemaBuilder, FieldSchema};
 use milvus::value::{Value, ValueVec};
 use vectorgate_domain::GatewayError;
 
-use super::connect::MilvusClientFactory;
+use super::connect::LazyClient;
 use super::error::map_error;
 use super::fence::SessionFence;
 use super::{
@@ -29,7 +29,7 @@ use crate::config::{Consistency, MilvusConfig};
 /// [`MilvusApi`] over milvus-sdk-rust's v1 client.
 #[derive(Debug)]
 pub struct SdkMilvusApi {
-    factory: MilvusClientFactory,
+    lazy_client: LazyClient,
     fence: SessionFence,
     /// Bound on calls the SDK polls internally without a deadline of its own (index build,
     /// load).
@@ -39,22 +39,22 @@ pub struct SdkMilvusApi {
 impl SdkMilvusApi {
     pub fn new(config: &MilvusConfig) -> Self {
         Self {
-            factory: MilvusClientFactory::new(config),
+            lazy_client: LazyClient::new(config),
             fence: SessionFence::default(),
             wait_timeout: Duration::from_secs(600).max(config.call_timeout),
         }
     }
 
-    pub fn factory(&self) -> &MilvusClientFactory {
-        &self.factory
+    pub fn lazy_client(&self) -> &LazyClient {
+        &self.lazy_client
     }
 
     async fn client(&self) -> Result<&Client, GatewayError> {
-        self.factory.client().await
+        self.lazy_client.client().await
     }
 
     fn err(&self, operation: &'static str) -> impl Fn(milvus::error::Error) -> GatewayError + '_ {
-        move |err| map_error(operation, self.factory.endpoint(), err)
+        move |err| map_error(operation, self.lazy_client.endpoint(), err)
     }
 
     async fn bounded<T>(
@@ -501,7 +501,10 @@ mod tests {
         let mut config = MilvusConfig::new("127.0.0.1", 9, Dimension::new(4).unwrap());
         config.connect_timeout = Duration::from_secs(3);
         let api = SdkMilvusApi::new(&config);
-        assert!(!api.factory().is_connected(), "construction does no I/O");
+        assert!(
+            !api.lazy_client().is_connected(),
+            "construction does no I/O"
+        );
         let err = api.server_version().await.unwrap_err();
         match err {
             GatewayError::Unavailable { store, reason } => {
