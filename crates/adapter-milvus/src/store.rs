@@ -1,13 +1,11 @@
 //! [`MilvusStore`]: the port implemented on Milvus.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tracing::Instrument;
 use vectorgate_domain::{
     validate_records, ChunkId, DeleteRequest, Dimension, Embedding, GatewayError, HealthStatus,
     Metric, ProjectId, ScanFilter, SearchHit, SearchRequest, StoreHealth, StoreKind, TenantId,
@@ -58,6 +56,10 @@ impl MilvusRow {
 /// Construction does no I/O; the first call connects (see
 /// [`crate::client::LazyClient`]). Call [`MilvusStore::ensure_schema`] once at
 /// start-up to create or verify the collection.
+///
+/// The store records no spans or metrics of its own: the composition root wraps every
+/// gateway it builds in one instrumentation layer, and a second one here counted each
+/// Milvus call twice.
 #[derive(Clone)]
 pub struct MilvusStore {
     inner: Arc<Inner>,
@@ -112,9 +114,8 @@ impl MilvusStore {
 
     /// Creates or verifies the collection, its index and load state.
     pub async fn ensure_schema(&self) -> Result<(), GatewayError> {
-        let span = self.span("ensure_schema");
-        self.observed("ensure_schema", span, self.inner.schema.ensure_collection())
-            .await
+        self.check_open()?;
+        self.inner.schema.ensure_collection().await
     }
 
     pub fn schema(&self) -> &MilvusSchemaManager {
@@ -309,42 +310,6 @@ impl MilvusStore {
         }
         Ok(())
     }
-
-    fn span(&self, operation: &'static str) -> tracing::Span {
-        tracing::info_span!(
-            "gateway",
-            store = "milvus",
-            operation,
-            collection = %self.inner.config.collection,
-            rows = tracing::field::Empty,
-        )
-    }
-
-    async fn observed<T>(
-        &self,
-        operation: &'static str,
-        span: tracing::Span,
-        fut: impl Future<Output = Result<T, GatewayError>>,
-    ) -> Result<T, GatewayError> {
-        let started = Instant::now();
-        let result = async {
-            self.check_open()?;
-            fut.await
-        }
-        .instrument(span.clone())
-        .await;
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!("vectorgate_store_calls_total",
-            "store" => "milvus", "operation" => operation, "outcome" => outcome)
-        .increment(1);
-        metrics::histogram!("vectorgate_store_call_seconds",
-            "store" => "milvus", "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
-        if let Err(err) = &result {
-            span.in_scope(|| tracing::warn!(error = %err, "milvus call failed"));
-        }
-        result
-    }
 }
 
 fn split(pending: &mut Vec<(i64, i64)>, lo: i64, hi: i64) {
@@ -447,182 +412,170 @@ impl VectorStoreGateway for MilvusStore {
     /// flight. Upsert is idempotent, so when a request fails part of the call may be
     /// written and retrying the same call is safe.
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
-        let span = self.span("upsert");
-        span.record("rows", records.len());
-        let config = self.inner.config.clone();
-        self.observed("upsert", span, async move {
-            validate_records(records, config.dimension)?;
-            if records.is_empty() {
-                return Ok(0);
-            }
-            let collection = config.collection.as_str();
-            let api = &self.inner.api;
-            // Batches are built only when a slot is free, so memory stays at
-            // `upsert_concurrency` batches whatever the call's size.
-            let mut chunks = records.chunks(config.rows_per_request());
-            let mut in_flight = FuturesUnordered::new();
-            let mut written = 0u64;
-            loop {
-                while in_flight.len() < config.upsert_concurrency.max(1) {
-                    match chunks.next() {
-                        Some(chunk) => in_flight
-                            .push(api.upsert(collection, to_batch(chunk, config.dimension))),
-                        None => break,
+        self.check_open()?;
+        let config = &self.inner.config;
+        validate_records(records, config.dimension)?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let collection = config.collection.as_str();
+        let api = &self.inner.api;
+        // Batches are built only when a slot is free, so memory stays at
+        // `upsert_concurrency` batches whatever the call's size.
+        let mut chunks = records.chunks(config.rows_per_request());
+        let mut in_flight = FuturesUnordered::new();
+        let mut written = 0u64;
+        loop {
+            while in_flight.len() < config.upsert_concurrency.max(1) {
+                match chunks.next() {
+                    Some(chunk) => {
+                        in_flight.push(api.upsert(collection, to_batch(chunk, config.dimension)))
                     }
-                }
-                match in_flight.next().await {
-                    Some(result) => written += result?,
-                    None => return Ok(written),
+                    None => break,
                 }
             }
-        })
-        .await
+            match in_flight.next().await {
+                Some(result) => written += result?,
+                None => return Ok(written),
+            }
+        }
     }
 
     /// Deletes by an expression always bounded by the tenant (ids of another tenant never
     /// match). Returns the rows Milvus reports deleted.
     async fn delete_vectors(&self, request: &DeleteRequest) -> Result<u64, GatewayError> {
-        let span = self.span("delete");
-        self.observed("delete", span, async move {
-            request.validate()?;
-            let collection = self.collection();
-            let api = &self.inner.api;
-            match request {
-                DeleteRequest::Chunks {
-                    tenant_id,
-                    projects,
-                    chunk_ids,
-                } => {
-                    let mut deleted = 0;
-                    for ids in chunk_ids.chunks(IDS_PER_EXPRESSION) {
-                        let expr = queries::chunks_in_scope(*tenant_id, projects, ids);
-                        deleted += api.delete(collection, &expr).await?;
-                    }
-                    Ok(deleted)
+        self.check_open()?;
+        request.validate()?;
+        let collection = self.collection();
+        let api = &self.inner.api;
+        match request {
+            DeleteRequest::Chunks {
+                tenant_id,
+                projects,
+                chunk_ids,
+            } => {
+                let mut deleted = 0;
+                for ids in chunk_ids.chunks(IDS_PER_EXPRESSION) {
+                    let expr = queries::chunks_in_scope(*tenant_id, projects, ids);
+                    deleted += api.delete(collection, &expr).await?;
                 }
-                DeleteRequest::Project {
-                    tenant_id,
-                    project_id,
-                } => {
-                    api.delete(collection, &queries::project_scope(*tenant_id, *project_id))
-                        .await
-                }
-                DeleteRequest::Tenant { tenant_id } => {
-                    api.delete(collection, &queries::tenant_scope(*tenant_id))
-                        .await
-                }
+                Ok(deleted)
             }
-        })
-        .await
+            DeleteRequest::Project {
+                tenant_id,
+                project_id,
+            } => {
+                api.delete(collection, &queries::project_scope(*tenant_id, *project_id))
+                    .await
+            }
+            DeleteRequest::Tenant { tenant_id } => {
+                api.delete(collection, &queries::tenant_scope(*tenant_id))
+                    .await
+            }
+        }
     }
 
     /// Filtered IVF_FLAT search: scope expression, `limit = top_k`, the configured metric,
     /// nprobe and consistency level; `project_id` as output field.
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, GatewayError> {
-        let span = self.span("search");
-        self.observed("search", span, async move {
-            let config = &self.inner.config;
-            request.validate(config.dimension)?;
-            let call = SearchCall {
-                collection: config.collection.clone(),
-                vector_field: FIELD_EMBEDDING.to_string(),
-                vector: request.embedding.as_slice().to_vec(),
-                filter: queries::scope_filter(&request.scope),
-                limit: request.top_k.get(),
-                metric: config.metric,
-                nprobe: config.effective_nprobe(),
-                consistency: config.consistency,
-                output_fields: vec![FIELD_PROJECT_ID.to_string()],
-            };
-            let raw = self.inner.api.search(&call).await?;
-            let mut hits = Vec::with_capacity(raw.len());
-            for hit in raw {
-                let project = hit
-                    .fields
-                    .get(FIELD_PROJECT_ID)
-                    .copied()
-                    .ok_or_else(|| malformed("search", "a hit lacks project_id"))?;
-                let score = port_score(config.metric, hit.distance);
-                if request.min_score.is_some_and(|min| score < min) {
-                    continue;
-                }
-                hits.push(SearchHit {
-                    chunk_id: ChunkId::new(hit.id).map_err(|e| malformed("search", e))?,
-                    project_id: ProjectId::new(project).map_err(|e| malformed("search", e))?,
-                    score,
-                });
+        self.check_open()?;
+        let config = &self.inner.config;
+        request.validate(config.dimension)?;
+        let call = SearchCall {
+            collection: config.collection.clone(),
+            vector_field: FIELD_EMBEDDING.to_string(),
+            vector: request.embedding.as_slice().to_vec(),
+            filter: queries::scope_filter(&request.scope),
+            limit: request.top_k.get(),
+            metric: config.metric,
+            nprobe: config.effective_nprobe(),
+            consistency: config.consistency,
+            output_fields: vec![FIELD_PROJECT_ID.to_string()],
+        };
+        let raw = self.inner.api.search(&call).await?;
+        let mut hits = Vec::with_capacity(raw.len());
+        for hit in raw {
+            let project = hit
+                .fields
+                .get(FIELD_PROJECT_ID)
+                .copied()
+                .ok_or_else(|| malformed("search", "a hit lacks project_id"))?;
+            let score = port_score(config.metric, hit.distance);
+            if request.min_score.is_some_and(|min| score < min) {
+                continue;
             }
-            hits.sort_by(|a, b| {
-                b.score
-                    .total_cmp(&a.score)
-                    .then(a.chunk_id.cmp(&b.chunk_id))
+            hits.push(SearchHit {
+                chunk_id: ChunkId::new(hit.id).map_err(|e| malformed("search", e))?,
+                project_id: ProjectId::new(project).map_err(|e| malformed("search", e))?,
+                score,
             });
-            hits.truncate(request.top_k.get() as usize);
-            Ok(hits)
-        })
-        .await
+        }
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_id.cmp(&b.chunk_id))
+        });
+        hits.truncate(request.top_k.get() as usize);
+        Ok(hits)
     }
 
     /// Never fails for an unreachable server or a missing/mismatched collection: those are
     /// reported in the returned status.
     async fn health(&self) -> Result<HealthStatus, GatewayError> {
-        let span = self.span("health");
-        self.observed("health", span, async move {
-            let mut health = StoreHealth {
-                store: STORE,
-                reachable: false,
-                server_version: None,
-                collection: None,
-                problem: None,
-            };
-            match self.inner.api.server_version().await {
-                Ok(version) => {
-                    health.reachable = true;
-                    health.server_version = Some(version);
-                }
-                Err(err) => {
-                    health.problem = Some(err.to_string());
-                    return Ok(HealthStatus::single(health));
-                }
+        self.check_open()?;
+        let mut health = StoreHealth {
+            store: STORE,
+            reachable: false,
+            server_version: None,
+            collection: None,
+            problem: None,
+        };
+        match self.inner.api.server_version().await {
+            Ok(version) => {
+                health.reachable = true;
+                health.server_version = Some(version);
             }
-            let status = match self.inner.schema.status().await {
-                Ok(status) => status,
-                Err(err) => {
-                    health.problem = Some(err.to_string());
-                    return Ok(HealthStatus::single(health));
-                }
-            };
-            let config = &self.inner.config;
-            let mut problems = Vec::new();
-            if !status.exists {
+            Err(err) => {
+                health.problem = Some(err.to_string());
+                return Ok(HealthStatus::single(health));
+            }
+        }
+        let status = match self.inner.schema.status().await {
+            Ok(status) => status,
+            Err(err) => {
+                health.problem = Some(err.to_string());
+                return Ok(HealthStatus::single(health));
+            }
+        };
+        let config = &self.inner.config;
+        let mut problems = Vec::new();
+        if !status.exists {
+            problems.push(format!(
+                "collection {} does not exist (ensure_schema creates it)",
+                status.name
+            ));
+        } else {
+            if let Some(mismatch) = self.inner.schema.mismatch().await? {
+                problems.push(format!("schema mismatch: {mismatch}"));
+            }
+            if status.metric.is_some_and(|m| m != config.metric) {
                 problems.push(format!(
-                    "collection {} does not exist (ensure_schema creates it)",
-                    status.name
+                    "index metric is {:?}, settings say {}",
+                    status.metric, config.metric
                 ));
-            } else {
-                if let Some(mismatch) = self.inner.schema.mismatch().await? {
-                    problems.push(format!("schema mismatch: {mismatch}"));
-                }
-                if status.metric.is_some_and(|m| m != config.metric) {
-                    problems.push(format!(
-                        "index metric is {:?}, settings say {}",
-                        status.metric, config.metric
-                    ));
-                }
-                if status.index_type.is_none() {
-                    problems.push("no index on embedding".to_string());
-                }
-                if status.loaded != Some(true) {
-                    problems.push("collection is not loaded (not searchable)".to_string());
-                }
             }
-            if !problems.is_empty() {
-                health.problem = Some(problems.join("; "));
+            if status.index_type.is_none() {
+                problems.push("no index on embedding".to_string());
             }
-            health.collection = Some(status);
-            Ok(HealthStatus::single(health))
-        })
-        .await
+            if status.loaded != Some(true) {
+                problems.push("collection is not loaded (not searchable)".to_string());
+            }
+        }
+        if !problems.is_empty() {
+            health.problem = Some(problems.join("; "));
+        }
+        health.collection = Some(status);
+        Ok(HealthStatus::single(health))
     }
 
     /// Marks the store closed: later calls fail with `Unavailable`. The gRPC channel is
