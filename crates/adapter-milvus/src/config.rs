@@ -265,4 +265,15 @@ mod tests {
         assert!(text.contains("root"));
         assert_eq!(c.endpoint(), "h:19530");
     }
+
+    #[test]
+    fn requests_stay_under_the_request_size_budget() {
+        let mut config = MilvusConfig::new("milvus.test", 19530, Dimension::new(4).unwrap());
+        assert_eq!(config.rows_per_request(), 1000);
+        config.dimension = Dimension::new(16_000).unwrap();
+        let rows = config.rows_per_request();
+        assert!(rows < 1000);
+        assert!(rows * bytes_per_row(config.dimension) <= MAX_REQUEST_BYTES);
+        assert!((rows + 1) * bytes_per_row(config.dimension) > MAX_REQUEST_BYTES);
+    }
 }

@@ -1,55 +1,37 @@
 //! [`MilvusStore`]: the port implemented on Milvus.
+//!
+//! - this file: the store, its construction and the [`VectorStoreGateway`] calls;
+//! - `scan`: operator reads (range scans, fetch by id, counts) and decoding their replies;
+//! - `index`: flushing and how much of the collection the index covers.
+
+mod index;
+mod scan;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::stream::{FuturesUnordered, StreamExt};
 use vectorgate_domain::{
-    validate_records, ChunkId, DeleteRequest, Dimension, Embedding, GatewayError, HealthStatus,
-    Metric, ProjectId, ScanFilter, SearchHit, SearchRequest, StoreHealth, StoreKind, TenantId,
-    VectorRecord, VectorStoreGateway,
+    validate_records, ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, Metric,
+    ProjectId, SearchHit, SearchRequest, StoreHealth, StoreKind, VectorRecord, VectorStoreGateway,
 };
 
-use crate::client::{Column, ColumnBatch, MilvusApi, QueryCall, Rows, SdkMilvusApi, SearchCall};
-use crate::config::{bytes_per_row, MilvusConfig, MAX_REPLY_BYTES};
+use crate::client::{ColumnBatch, MilvusApi, SdkMilvusApi, SearchCall};
+use crate::config::MilvusConfig;
 use crate::queries;
 use crate::schema::{
-    validate_collection_name, MilvusSchemaManager, FIELD_CHUNK_ID, FIELD_EMBEDDING,
-    FIELD_PROJECT_ID, FIELD_TENANT_ID,
+    validate_collection_name, MilvusSchemaManager, FIELD_EMBEDDING, FIELD_PROJECT_ID,
 };
+
+pub use scan::{MilvusRow, MAX_QUERY_ROWS};
 
 const STORE: StoreKind = StoreKind::Milvus;
 
-/// Milvus's largest query reply (`offset + limit`, `quotaAndLimits...maxQueryResultWindow`).
-pub const MAX_QUERY_ROWS: u64 = 16_384;
-
 /// Ids per delete/fetch expression: keeps expressions far below Milvus's size limits.
 const IDS_PER_EXPRESSION: usize = 4096;
-
-/// One row read back by an operator scan or fetch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MilvusRow {
-    pub chunk_id: ChunkId,
-    pub tenant_id: TenantId,
-    pub project_id: ProjectId,
-    /// Present when the scan asked for vectors.
-    pub embedding: Option<Embedding>,
-}
-
-impl MilvusRow {
-    /// The row as a record, when it carries its vector.
-    pub fn into_record(self) -> Option<VectorRecord> {
-        let embedding = self.embedding?;
-        Some(VectorRecord::new(
-            self.chunk_id,
-            self.tenant_id,
-            self.project_id,
-            embedding,
-        ))
-    }
-}
 
 /// The port on Milvus. Cheap to clone (shares one connection).
 ///
@@ -131,171 +113,8 @@ impl MilvusStore {
         self.inner.api.server_version().await
     }
 
-    /// Seals growing segments so that Milvus builds the collection's index on them (until
-    /// then Milvus 2.3 searches new rows with its interim index or by brute force).
-    pub async fn flush(&self) -> Result<(), GatewayError> {
-        self.check_open()?;
-        self.inner.api.flush(self.collection()).await
-    }
-
-    /// `(rows searched through the collection's index, rows in the collection)`.
-    ///
-    /// Milvus builds the index only on sealed segments; rows in growing segments (recent
-    /// writes, until the segment fills up, idles or is flushed) and in sealed segments whose
-    /// index is still building are searched without it (Milvus 2.3: brute force or its
-    /// interim index, whose own nlist/nprobe ignore ours). Query nodes list sealed segments
-    /// only, so the total is a strong `count(*)`.
-    pub async fn index_coverage(&self) -> Result<(u64, u64), GatewayError> {
-        self.check_open()?;
-        let segments = self.inner.api.loaded_segments(self.collection()).await?;
-        let indexed = segments
-            .iter()
-            .filter(|s| !s.growing && !s.index_name.is_empty())
-            .map(|s| s.rows)
-            .sum();
-        let total = self
-            .inner
-            .api
-            .count(
-                self.collection(),
-                &queries::every_row(),
-                crate::config::Consistency::Strong,
-            )
-            .await?;
-        Ok((indexed, total))
-    }
-
-    /// Flushes, then waits until every row is searched through the index (or `timeout`
-    /// passes); returns the final `(indexed, total)`.
-    pub async fn flush_and_wait_indexed(
-        &self,
-        timeout: std::time::Duration,
-    ) -> Result<(u64, u64), GatewayError> {
-        self.flush().await?;
-        let started = Instant::now();
-        loop {
-            let (indexed, total) = self.index_coverage().await?;
-            if indexed >= total || started.elapsed() >= timeout {
-                return Ok((indexed, total));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Every row with `from <= chunk_id <= to` matching `filter`, ordered by chunk id.
-    ///
-    /// Milvus returns at most 16,384 rows per query (and tonic at most 4 MB per reply), so
-    /// the range is counted first and halved until each piece fits one reply.
-    pub async fn scan_range(
-        &self,
-        filter: ScanFilter,
-        from: ChunkId,
-        to: ChunkId,
-        with_vectors: bool,
-    ) -> Result<Vec<MilvusRow>, GatewayError> {
-        self.check_open()?;
-        if from > to {
-            return Err(GatewayError::invalid(format!(
-                "scan range is empty: from {from} > to {to}"
-            )));
-        }
-        let limit = self.rows_per_reply(with_vectors);
-        let mut pending = vec![(from.get(), to.get())];
-        let mut out = Vec::new();
-        while let Some((lo, hi)) = pending.pop() {
-            let expr = queries::id_range(filter, ChunkId::new(lo)?, ChunkId::new(hi)?);
-            let n = self
-                .inner
-                .api
-                .count(self.collection(), &expr, self.config().consistency)
-                .await?;
-            if n == 0 {
-                continue;
-            }
-            if n >= limit && lo < hi {
-                split(&mut pending, lo, hi);
-                continue;
-            }
-            let rows = self.query_rows(expr, Some(limit), with_vectors).await?;
-            if rows.len() as u64 >= limit && lo < hi {
-                // Rows arrived between count and query; split and read again.
-                split(&mut pending, lo, hi);
-                continue;
-            }
-            out.extend(rows);
-        }
-        out.sort_by_key(|r| r.chunk_id);
-        Ok(out)
-    }
-
-    /// The records with these ids, whatever their tenant, ordered by chunk id; missing ids
-    /// are absent from the result.
-    pub async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
-        self.check_open()?;
-        let per_call = (self.rows_per_reply(true) as usize).min(IDS_PER_EXPRESSION);
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(per_call) {
-            let rows = self
-                .query_rows(queries::chunk_ids(chunk), None, true)
-                .await?;
-            out.extend(rows.into_iter().filter_map(MilvusRow::into_record));
-        }
-        out.sort_by_key(|r| r.chunk_id);
-        Ok(out)
-    }
-
-    /// Rows matching the filter (`count(*)` at the configured consistency).
-    pub async fn count(&self, filter: ScanFilter) -> Result<u64, GatewayError> {
-        self.check_open()?;
-        let mut expr = queries::scan_filter(filter);
-        if expr.is_empty() {
-            expr = queries::every_row();
-        }
-        self.inner
-            .api
-            .count(self.collection(), &expr, self.config().consistency)
-            .await
-    }
-
     fn collection(&self) -> &str {
         &self.inner.config.collection
-    }
-
-    fn rows_per_reply(&self, with_vectors: bool) -> u64 {
-        if with_vectors {
-            let by_bytes = (MAX_REPLY_BYTES / bytes_per_row(self.config().dimension)) as u64;
-            by_bytes.clamp(1, MAX_QUERY_ROWS)
-        } else {
-            MAX_QUERY_ROWS
-        }
-    }
-
-    async fn query_rows(
-        &self,
-        expr: String,
-        limit: Option<u64>,
-        with_vectors: bool,
-    ) -> Result<Vec<MilvusRow>, GatewayError> {
-        let mut output_fields = vec![
-            FIELD_CHUNK_ID.to_string(),
-            FIELD_TENANT_ID.to_string(),
-            FIELD_PROJECT_ID.to_string(),
-        ];
-        if with_vectors {
-            output_fields.push(FIELD_EMBEDDING.to_string());
-        }
-        let rows = self
-            .inner
-            .api
-            .query(&QueryCall {
-                collection: self.collection().to_string(),
-                expr,
-                output_fields,
-                limit,
-                consistency: self.config().consistency,
-            })
-            .await?;
-        rows_to_milvus_rows(rows, with_vectors)
     }
 
     fn check_open(&self) -> Result<(), GatewayError> {
@@ -310,12 +129,6 @@ impl MilvusStore {
         }
         Ok(())
     }
-}
-
-fn split(pending: &mut Vec<(i64, i64)>, lo: i64, hi: i64) {
-    let mid = lo + (hi - lo) / 2;
-    pending.push((mid + 1, hi));
-    pending.push((lo, mid));
 }
 
 fn to_batch(records: &[VectorRecord], dim: Dimension) -> ColumnBatch {
@@ -347,54 +160,6 @@ pub fn port_score(metric: Metric, distance: f32) -> f32 {
 
 fn malformed(operation: &'static str, what: impl std::fmt::Display) -> GatewayError {
     GatewayError::backend(STORE, operation, format!("malformed reply: {what}"))
-}
-
-fn int_column<'a>(rows: &'a Rows, name: &str) -> Result<&'a [i64], GatewayError> {
-    match rows.columns.get(name) {
-        Some(Column::Int64(values)) => Ok(values),
-        _ => Err(malformed("query", format!("no Int64 column {name}"))),
-    }
-}
-
-fn rows_to_milvus_rows(rows: Rows, with_vectors: bool) -> Result<Vec<MilvusRow>, GatewayError> {
-    if rows.columns.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids = int_column(&rows, FIELD_CHUNK_ID)?;
-    let tenants = int_column(&rows, FIELD_TENANT_ID)?;
-    let projects = int_column(&rows, FIELD_PROJECT_ID)?;
-    if tenants.len() != ids.len() || projects.len() != ids.len() {
-        return Err(malformed("query", "columns of different lengths"));
-    }
-    let vectors = if with_vectors {
-        match rows.columns.get(FIELD_EMBEDDING) {
-            Some(Column::FloatVector { dim, values })
-                if *dim > 0 && values.len() == ids.len() * *dim as usize =>
-            {
-                Some((*dim as usize, values))
-            }
-            _ => return Err(malformed("query", "no embedding column of the row count")),
-        }
-    } else {
-        None
-    };
-    let mut out = Vec::with_capacity(ids.len());
-    for i in 0..ids.len() {
-        let embedding = match vectors {
-            Some((dim, values)) => Some(
-                Embedding::new(values[i * dim..(i + 1) * dim].to_vec())
-                    .map_err(|e| malformed("query", e))?,
-            ),
-            None => None,
-        };
-        out.push(MilvusRow {
-            chunk_id: ChunkId::new(ids[i]).map_err(|e| malformed("query", e))?,
-            tenant_id: TenantId::new(tenants[i]).map_err(|e| malformed("query", e))?,
-            project_id: ProjectId::new(projects[i]).map_err(|e| malformed("query", e))?,
-            embedding,
-        });
-    }
-    Ok(out)
 }
 
 #[async_trait]
@@ -591,29 +356,13 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
+    use vectorgate_domain::{Embedding, ScanFilter, SearchScope, TopK};
+    use vectorgate_testkit::{chunk, project, tenant};
+
+    use super::test_support::{config, emb, rec, store};
     use super::*;
     use crate::client::{MockMilvusApi, RawHit};
     use crate::config::Consistency;
-    use vectorgate_domain::{SearchScope, TopK};
-    use vectorgate_testkit::{chunk, project, tenant};
-
-    fn config() -> MilvusConfig {
-        let mut config = MilvusConfig::new("milvus.test", 19530, Dimension::new(4).unwrap());
-        config.index_nlist = Some(64);
-        config
-    }
-
-    fn store(config: MilvusConfig, api: MockMilvusApi) -> MilvusStore {
-        MilvusStore::with_client(config, Arc::new(api)).unwrap()
-    }
-
-    fn emb(x: f32) -> Embedding {
-        Embedding::new(vec![x, 0.0, 0.0, 1.0]).unwrap()
-    }
-
-    fn rec(id: i64) -> VectorRecord {
-        VectorRecord::new(chunk(id), tenant(1), project(2), emb(id as f32))
-    }
 
     fn hit(id: i64, distance: f32, project_id: i64) -> RawHit {
         RawHit {
@@ -688,28 +437,6 @@ mod tests {
         let hits = store.search(&request).await.unwrap();
         let ids: Vec<_> = hits.iter().map(|h| (h.chunk_id.get(), h.score)).collect();
         assert_eq!(ids, vec![(1, 0.9), (3, 0.7)]);
-    }
-
-    #[tokio::test]
-    async fn configured_consistency_is_sent_with_reads() {
-        let mut config = config();
-        config.consistency = Consistency::Eventually;
-        let mut api = MockMilvusApi::new();
-        api.expect_count()
-            .withf(|collection, expr, consistency| {
-                collection == "knowledge_chunks"
-                    && expr == "chunk_id >= 0"
-                    && *consistency == Consistency::Eventually
-            })
-            .times(1)
-            .returning(|_, _, _| Ok(5));
-        api.expect_count()
-            .withf(|_, expr, _| expr == "tenant_id == 3")
-            .times(1)
-            .returning(|_, _, _| Ok(2));
-        let store = store(config, api);
-        assert_eq!(store.count(ScanFilter::all()).await.unwrap(), 5);
-        assert_eq!(store.count(ScanFilter::tenant(tenant(3))).await.unwrap(), 2);
     }
 
     #[tokio::test]
@@ -790,17 +517,6 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn requests_stay_under_the_request_size_budget() {
-        let mut config = config();
-        assert_eq!(config.rows_per_request(), 1000);
-        config.dimension = Dimension::new(16_000).unwrap();
-        let rows = config.rows_per_request();
-        assert!(rows < 1000);
-        assert!(rows * bytes_per_row(config.dimension) <= crate::config::MAX_REQUEST_BYTES);
-        assert!((rows + 1) * bytes_per_row(config.dimension) > crate::config::MAX_REQUEST_BYTES);
-    }
-
     #[tokio::test]
     async fn deletes_are_bounded_by_the_tenant() {
         let mut api = MockMilvusApi::new();
@@ -827,91 +543,6 @@ mod tests {
         // No ids: nothing sent.
         let none = DeleteRequest::chunks(tenant(4), std::iter::empty());
         assert_eq!(store.delete_vectors(&none).await.unwrap(), 0);
-    }
-
-    fn rows(ids: &[i64]) -> Rows {
-        Rows {
-            columns: BTreeMap::from([
-                (FIELD_CHUNK_ID.to_string(), Column::Int64(ids.to_vec())),
-                (
-                    FIELD_TENANT_ID.to_string(),
-                    Column::Int64(vec![1; ids.len()]),
-                ),
-                (
-                    FIELD_PROJECT_ID.to_string(),
-                    Column::Int64(vec![2; ids.len()]),
-                ),
-                (
-                    FIELD_EMBEDDING.to_string(),
-                    Column::FloatVector {
-                        dim: 4,
-                        values: ids
-                            .iter()
-                            .flat_map(|&id| [id as f32, 0.0, 0.0, 1.0])
-                            .collect(),
-                    },
-                ),
-            ]),
-        }
-    }
-
-    #[tokio::test]
-    async fn scan_range_halves_ranges_that_would_overflow_one_reply() {
-        let mut api = MockMilvusApi::new();
-        api.expect_count().returning(|_, expr, _| match expr {
-            "chunk_id >= 0 && chunk_id <= 3 && tenant_id == 1" => Ok(MAX_QUERY_ROWS),
-            "chunk_id >= 0 && chunk_id <= 1 && tenant_id == 1" => Ok(2),
-            "chunk_id >= 2 && chunk_id <= 3 && tenant_id == 1" => Ok(1),
-            other => panic!("unexpected count {other}"),
-        });
-        api.expect_query()
-            .withf(|call| {
-                call.output_fields == ["chunk_id", "tenant_id", "project_id", "embedding"]
-                    && call.limit == Some(MAX_QUERY_ROWS)
-                    && call.consistency == Consistency::Session
-            })
-            .times(2)
-            .returning(|call| match call.expr.as_str() {
-                "chunk_id >= 0 && chunk_id <= 1 && tenant_id == 1" => Ok(rows(&[1, 0])),
-                "chunk_id >= 2 && chunk_id <= 3 && tenant_id == 1" => Ok(rows(&[3])),
-                other => panic!("unexpected query {other}"),
-            });
-        let store = store(config(), api);
-        let scanned = store
-            .scan_range(ScanFilter::tenant(tenant(1)), chunk(0), chunk(3), true)
-            .await
-            .unwrap();
-        let ids: Vec<_> = scanned.iter().map(|r| r.chunk_id.get()).collect();
-        assert_eq!(ids, vec![0, 1, 3]);
-        assert_eq!(scanned[2].embedding, Some(emb(3.0)));
-        assert!(store
-            .scan_range(ScanFilter::all(), chunk(5), chunk(4), false)
-            .await
-            .unwrap_err()
-            .is_invalid_input());
-    }
-
-    #[tokio::test]
-    async fn fetch_queries_ids_of_any_tenant_with_all_fields() {
-        let mut api = MockMilvusApi::new();
-        api.expect_query()
-            .withf(|call| {
-                call.collection == "knowledge_chunks"
-                    && call.expr == "chunk_id in [5, 3]"
-                    && call.output_fields.len() == 4
-                    && call.limit.is_none()
-            })
-            .times(1)
-            .returning(|_| Ok(rows(&[5, 3])));
-        let store = store(config(), api);
-        let records = store.fetch(&[chunk(5), chunk(3)]).await.unwrap();
-        assert_eq!(
-            records,
-            vec![
-                VectorRecord::new(chunk(3), tenant(1), project(2), emb(3.0)),
-                VectorRecord::new(chunk(5), tenant(1), project(2), emb(5.0)),
-            ]
-        );
     }
 
     #[tokio::test]
