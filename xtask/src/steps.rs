@@ -288,13 +288,7 @@ pub fn bench(
         steps.run(&format!("benchmark (--store {store})"), || {
             run(with_env(
                 cargo()
-                    .args([
-                        "bench",
-                        "-p",
-                        "vectorgate-composition",
-                        "--bench",
-                        "gateway",
-                    ])
+                    .args(["bench", "-p", "vectorgate-bench", "--bench", "gateway"])
                     .args(["--", "--store", store])
                     .args(extra),
                 layout,

@@ -6,7 +6,6 @@
 //! - [`schema`]: [`MilvusSchemaManager`]: collection, IVF_FLAT index, load, partitions.
 //! - [`queries`]: boolean expressions built from typed integers only.
 //! - [`store`]: [`MilvusStore`], the port implementation.
-//! - [`baseline`]: the same upserts through the SDK directly, for the benchmark.
 //!
 //! # Facts about Milvus 2.3.5 through milvus-sdk-rust 3.0.3 that shaped this crate
 //! - The v1 `Client` is used: `ClientV2` cannot read search rows from 2.3 (it leaves the
@@ -32,7 +31,6 @@
 //! - A loaded partition must be released before it is dropped.
 //! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
-pub mod baseline;
 pub mod client;
 pub mod config;
 pub mod queries;
@@ -43,5 +41,7 @@ pub mod store;
 pub use client::MockMilvusApi;
 pub use client::{LazyClient, MilvusApi, SdkMilvusApi};
 pub use config::{Consistency, MilvusConfig};
-pub use schema::MilvusSchemaManager;
+pub use schema::{
+    MilvusSchemaManager, FIELD_CHUNK_ID, FIELD_EMBEDDING, FIELD_PROJECT_ID, FIELD_TENANT_ID,
+};
 pub use store::{port_score, MilvusRow, MilvusStore};

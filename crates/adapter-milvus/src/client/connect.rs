@@ -89,9 +89,8 @@ impl LazyClient {
         }
     }
 
-    /// The connected SDK client (connecting on first use). Exposed for the benchmark's
-    /// raw-SDK baseline; the store itself goes through [`MilvusApi`].
-    pub async fn client(&self) -> Result<&Client, GatewayError> {
+    /// The connected SDK client (connecting on first use); only `SdkMilvusApi` calls it.
+    pub(super) async fn client(&self) -> Result<&Client, GatewayError> {
         self.connection.get().await
     }
 
