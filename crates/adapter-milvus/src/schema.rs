@@ -90,7 +90,8 @@ impl std::fmt::Debug for MilvusSchemaManager {
 }
 
 impl MilvusSchemaManager {
-    pub fn new(api: Arc<dyn MilvusApi>, config: Arc<MilvusConfig>) -> Self {
+    /// Made by the store, which shares its client with it.
+    pub(crate) fn new(api: Arc<dyn MilvusApi>, config: Arc<MilvusConfig>) -> Self {
         Self { api, config }
     }
 

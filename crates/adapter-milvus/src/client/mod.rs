@@ -9,7 +9,7 @@
 //!
 //! - `connect`: the lazy connection and the credentials the v1 client can send.
 //! - `error`: SDK errors as [`GatewayError`].
-//! - `fence`: [`SessionFence`], read-your-deletes under `Session` consistency.
+//! - `fence`: [`fence::SessionFence`], read-your-deletes under `Session` consistency.
 //! - `sdk`: [`SdkMilvusApi`], the calls themselves.
 
 mod connect;
@@ -25,9 +25,6 @@ use vectorgate_domain::{GatewayError, Metric, StoreKind};
 
 use crate::config::Consistency;
 
-pub use connect::LazyClient;
-pub use error::map_error;
-pub use fence::SessionFence;
 pub use sdk::SdkMilvusApi;
 
 const STORE: StoreKind = StoreKind::Milvus;
@@ -108,12 +105,10 @@ pub struct ColumnBatch {
 }
 
 impl ColumnBatch {
-    pub fn len(&self) -> usize {
+    /// Rows in the batch. Named so rather than `len`, which would want an `is_empty` that
+    /// nothing calls.
+    pub fn row_count(&self) -> usize {
         self.chunk_ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.chunk_ids.is_empty()
     }
 }
 
@@ -192,7 +187,6 @@ pub trait MilvusApi: Send + Sync {
     /// Loads the collection and waits until it is loaded.
     async fn load_collection(&self, collection: &str) -> Result<(), GatewayError>;
     async fn load_status(&self, collection: &str) -> Result<LoadStatus, GatewayError>;
-    async fn release_collection(&self, collection: &str) -> Result<(), GatewayError>;
     /// Seals the growing segments so that they get the collection's index.
     async fn flush(&self, collection: &str) -> Result<(), GatewayError>;
     /// The segments loaded for search.

@@ -45,10 +45,6 @@ impl SdkMilvusApi {
         }
     }
 
-    pub fn lazy_client(&self) -> &LazyClient {
-        &self.lazy_client
-    }
-
     async fn client(&self) -> Result<&Client, GatewayError> {
         self.lazy_client.client().await
     }
@@ -278,14 +274,6 @@ impl MilvusApi for SdkMilvusApi {
         })
     }
 
-    async fn release_collection(&self, collection: &str) -> Result<(), GatewayError> {
-        self.client()
-            .await?
-            .release_collection(collection)
-            .await
-            .map_err(self.err("release collection"))
-    }
-
     async fn flush(&self, collection: &str) -> Result<(), GatewayError> {
         let client = self.client().await?;
         self.bounded("flush", client.flush(collection)).await
@@ -309,7 +297,7 @@ impl MilvusApi for SdkMilvusApi {
     }
 
     async fn upsert(&self, collection: &str, batch: ColumnBatch) -> Result<u64, GatewayError> {
-        let rows = batch.len() as u64;
+        let rows = batch.row_count() as u64;
         let generation = self.fence.generation(collection);
         let vector_schema =
             FieldSchema::new_float_vector(crate::schema::FIELD_EMBEDDING, "", i64::from(batch.dim));
@@ -501,10 +489,7 @@ mod tests {
         let mut config = MilvusConfig::new("127.0.0.1", 9, Dimension::new(4).unwrap());
         config.connect_timeout = Duration::from_secs(3);
         let api = SdkMilvusApi::new(&config);
-        assert!(
-            !api.lazy_client().is_connected(),
-            "construction does no I/O"
-        );
+        assert!(!api.lazy_client.is_connected(), "construction does no I/O");
         let err = api.server_version().await.unwrap_err();
         match err {
             GatewayError::Unavailable { store, reason } => {

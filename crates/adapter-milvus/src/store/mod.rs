@@ -26,7 +26,7 @@ use crate::schema::{
     validate_collection_name, MilvusSchemaManager, FIELD_EMBEDDING, FIELD_PROJECT_ID,
 };
 
-pub use scan::{MilvusRow, MAX_QUERY_ROWS};
+pub use scan::MilvusRow;
 
 const STORE: StoreKind = StoreKind::Milvus;
 
@@ -35,9 +35,8 @@ const IDS_PER_EXPRESSION: usize = 4096;
 
 /// The port on Milvus. Cheap to clone (shares one connection).
 ///
-/// Construction does no I/O; the first call connects (see
-/// [`crate::client::LazyClient`]). Call [`MilvusStore::ensure_schema`] once at
-/// start-up to create or verify the collection.
+/// Construction does no I/O; the first call connects (the client's `LazyClient`). Call
+/// [`MilvusStore::ensure_schema`] once at start-up to create or verify the collection.
 ///
 /// The store records no spans or metrics of its own: the composition root wraps every
 /// gateway it builds in one instrumentation layer, and a second one here counted each
@@ -67,14 +66,20 @@ impl MilvusStore {
     /// A store over milvus-sdk-rust. Validates the settings; does no I/O.
     pub fn new(config: MilvusConfig) -> Result<Self, GatewayError> {
         let api = Arc::new(SdkMilvusApi::new(&config));
-        Self::with_client(config, api)
+        Self::over(config, api)
     }
 
-    /// A store over any [`MilvusApi`] (a mock in unit tests).
+    /// A store over any [`MilvusApi`] (a mock in unit tests). Only with the `mock`
+    /// feature: outside tests the store always talks to Milvus through the SDK.
+    #[cfg(any(test, feature = "mock"))]
     pub fn with_client(
         config: MilvusConfig,
         client: Arc<dyn MilvusApi>,
     ) -> Result<Self, GatewayError> {
+        Self::over(config, client)
+    }
+
+    fn over(config: MilvusConfig, client: Arc<dyn MilvusApi>) -> Result<Self, GatewayError> {
         validate_collection_name(&config.collection)?;
         if config.batch_size == 0 {
             return Err(GatewayError::configuration(
@@ -451,7 +456,7 @@ mod tests {
             .withf(|collection, _| collection == "knowledge_chunks")
             .times(3)
             .returning(move |_, batch| {
-                let rows = batch.len() as u64;
+                let rows = batch.row_count() as u64;
                 seen.lock().unwrap().push(batch);
                 Ok(rows)
             });
