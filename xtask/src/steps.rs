@@ -275,7 +275,8 @@ pub fn test_milvus(layout: &Layout, external: bool, ports: Ports, extra: &[Strin
     steps.finish()
 }
 
-/// `cargo xtask bench`: the benchmark harness against the servers.
+/// `cargo xtask bench`: the benchmark harness (`vectorgate-bench`'s `gateway` bench target)
+/// against the servers.
 pub fn bench(
     layout: &Layout,
     external: bool,
