@@ -108,6 +108,9 @@ struct TestArgs {
     extra: Vec<String>,
 }
 
+/// The benchmark harness's `--store` values (the `Store` ValueEnum in
+/// crates/bench/benches/gateway/common.rs): xtask passes the name through unchanged and
+/// does not depend on the bench crate, so that `cargo xtask` stays quick to build.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Store {
     Pgvector,

@@ -275,7 +275,8 @@ pub fn test_milvus(layout: &Layout, external: bool, ports: Ports, extra: &[Strin
     steps.finish()
 }
 
-/// `cargo xtask bench`: the benchmark harness against the servers.
+/// `cargo xtask bench`: the benchmark harness (`vectorgate-bench`'s `gateway` bench target)
+/// against the servers.
 pub fn bench(
     layout: &Layout,
     external: bool,
@@ -288,13 +289,7 @@ pub fn bench(
         steps.run(&format!("benchmark (--store {store})"), || {
             run(with_env(
                 cargo()
-                    .args([
-                        "bench",
-                        "-p",
-                        "vectorgate-composition",
-                        "--bench",
-                        "gateway",
-                    ])
+                    .args(["bench", "-p", "vectorgate-bench", "--bench", "gateway"])
                     .args(["--", "--store", store])
                     .args(extra),
                 layout,

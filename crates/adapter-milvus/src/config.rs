@@ -136,7 +136,7 @@ impl MilvusConfig {
     }
 
     /// The `nprobe` sent with every search: the configured one (capped at nlist), else
-    /// derived from nlist (see [`derive_nprobe`]).
+    /// derived from nlist (90% of the lists, rounded up: `derive_nprobe`).
     pub fn effective_nprobe(&self) -> u32 {
         let nlist = self.effective_nlist();
         match self.search_nprobe {
@@ -152,7 +152,7 @@ impl MilvusConfig {
     }
 
     /// Rows per upsert request: at most `batch_size`, and few enough that a request stays
-    /// under half of Milvus's 64 MB gRPC request limit (see [`MAX_REQUEST_BYTES`]).
+    /// under half of Milvus's 64 MB gRPC request limit (`MAX_REQUEST_BYTES`, 32 MB).
     pub fn rows_per_request(&self) -> usize {
         let by_bytes = MAX_REQUEST_BYTES / bytes_per_row(self.dimension);
         self.batch_size.clamp(1, by_bytes.max(1))
@@ -264,5 +264,16 @@ mod tests {
         assert!(!text.contains("hunter2-password") && !text.contains("token-secret"));
         assert!(text.contains("root"));
         assert_eq!(c.endpoint(), "h:19530");
+    }
+
+    #[test]
+    fn requests_stay_under_the_request_size_budget() {
+        let mut config = MilvusConfig::new("milvus.test", 19530, Dimension::new(4).unwrap());
+        assert_eq!(config.rows_per_request(), 1000);
+        config.dimension = Dimension::new(16_000).unwrap();
+        let rows = config.rows_per_request();
+        assert!(rows < 1000);
+        assert!(rows * bytes_per_row(config.dimension) <= MAX_REQUEST_BYTES);
+        assert!((rows + 1) * bytes_per_row(config.dimension) > MAX_REQUEST_BYTES);
     }
 }

@@ -1,19 +1,29 @@
 //! Milvus adapter of the vector-store gateway port.
 //!
-//! - [`config`]: [`MilvusConfig`], [`Consistency`] and how index/search defaults are derived.
-//! - [`client`]: [`MilvusApi`], our own small trait over the SDK calls we make, and its
-//!   milvus-sdk-rust (v1 `Client`) implementation with a lazily made connection.
-//! - [`schema`]: [`MilvusSchemaManager`]: collection, IVF_FLAT index, load, partitions.
-//! - [`queries`]: boolean expressions built from typed integers only.
-//! - [`store`]: [`MilvusStore`], the port implementation.
-//! - [`baseline`]: the same upserts through the SDK directly, for the benchmark.
+//! The public surface is what the composition root, the CLI and the benchmark use:
+//! [`MilvusStore`] (the port on Milvus, plus the operator reads `scan_range`, `fetch`,
+//! `count` and `flush`), its [`MilvusConfig`] and [`Consistency`], the
+//! [`MilvusSchemaManager`] it hands out, the [`MilvusRow`]s its scans return, and the
+//! collection's field names. With the `mock` feature the client seam (`MilvusApi` with its
+//! types, `MockMilvusApi` and `MilvusStore::with_client`) is exported for unit tests.
+//!
+//! Modules (private):
+//! - `config`: [`MilvusConfig`], [`Consistency`] and how index/search defaults are derived.
+//! - `client`: our own small trait over exactly the SDK calls we make (`MilvusApi`) and its
+//!   milvus-sdk-rust implementation; `connect` (the lazy connection and credentials),
+//!   `error` (SDK errors as `GatewayError`), `fence` (read-your-deletes), `sdk` (the
+//!   calls). No SDK type is used outside this module.
+//! - `schema`: [`MilvusSchemaManager`]: collection, IVF_FLAT index, load, partitions.
+//! - `queries`: boolean expressions built from typed integers only.
+//! - `store`: [`MilvusStore`]; `scan` (operator reads and reply decoding) and `index`
+//!   (flush, index coverage).
 //!
 //! # Facts about Milvus 2.3.5 through milvus-sdk-rust 3.0.3 that shaped this crate
 //! - The v1 `Client` is used: `ClientV2` cannot read search rows from 2.3 (it leaves the
 //!   primary-key field name empty).
 //! - `Session` consistency: the SDK sends the timestamp of this client's last write as the
 //!   read's guarantee timestamp. 2.3.5 answers deletes with timestamp 0, so after a delete
-//!   the next `Session` read is sent `Strong` (see [`client::SessionFence`]); both
+//!   the next `Session` read is sent `Strong` (the client's `SessionFence`); both
 //!   read-your-upserts and read-your-deletes are covered by the live suite.
 //! - The index is built on sealed segments only. Fresh rows sit in growing segments that
 //!   2.3 searches with its interim index (server settings
@@ -32,16 +42,22 @@
 //! - A loaded partition must be released before it is dropped.
 //! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
-pub mod baseline;
-pub mod client;
-pub mod config;
-pub mod queries;
-pub mod schema;
-pub mod store;
+mod client;
+mod config;
+mod queries;
+mod schema;
+mod store;
 
+pub use config::{Consistency, MilvusConfig, MAX_NLIST};
+pub use schema::{
+    validate_collection_name, MilvusSchemaManager, COLLECTION_ACCEPTED, FIELD_CHUNK_ID,
+    FIELD_EMBEDDING, FIELD_PROJECT_ID, FIELD_TENANT_ID,
+};
+pub use store::{MilvusRow, MilvusStore};
+
+/// The client seam, for unit tests that build a [`MilvusStore`] over a mock.
 #[cfg(any(test, feature = "mock"))]
-pub use client::MockMilvusApi;
-pub use client::{MilvusApi, MilvusClientFactory, SdkMilvusApi};
-pub use config::{Consistency, MilvusConfig};
-pub use schema::MilvusSchemaManager;
-pub use store::{port_score, MilvusRow, MilvusStore};
+pub use client::{
+    Column, ColumnBatch, FieldKind, FieldSpec, IndexSpec, LoadStatus, MilvusApi, MockMilvusApi,
+    QueryCall, RawHit, Rows, SearchCall, SegmentInfo,
+};

@@ -57,6 +57,9 @@ pub fn expected_index(config: &MilvusConfig) -> IndexSpec {
     }
 }
 
+/// What a collection name must look like.
+pub const COLLECTION_ACCEPTED: &str = "a name matching ^[A-Za-z_][A-Za-z0-9_]{0,254}$";
+
 /// Milvus collection names: a letter or `_` first, then letters, digits, `_`; at most 255.
 pub fn validate_collection_name(name: &str) -> Result<(), GatewayError> {
     let mut chars = name.chars();
@@ -68,7 +71,7 @@ pub fn validate_collection_name(name: &str) -> Result<(), GatewayError> {
         return Err(GatewayError::configuration(
             "MILVUS_COLLECTION",
             name,
-            "a name of letters, digits and _ starting with a letter or _ (at most 255)",
+            COLLECTION_ACCEPTED,
         ));
     }
     Ok(())
@@ -90,7 +93,8 @@ impl std::fmt::Debug for MilvusSchemaManager {
 }
 
 impl MilvusSchemaManager {
-    pub fn new(api: Arc<dyn MilvusApi>, config: Arc<MilvusConfig>) -> Self {
+    /// Made by the store, which shares its client with it.
+    pub(crate) fn new(api: Arc<dyn MilvusApi>, config: Arc<MilvusConfig>) -> Self {
         Self { api, config }
     }
 

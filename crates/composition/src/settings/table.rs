@@ -28,7 +28,7 @@ fn host_name(host: &str) -> bool {
 }
 
 fn collection_name(name: &str) -> bool {
-    vectorgate_adapter_milvus::schema::validate_collection_name(name).is_ok()
+    vectorgate_adapter_milvus::validate_collection_name(name).is_ok()
 }
 
 fn user_password_token(token: &str) -> bool {
@@ -293,7 +293,7 @@ pub static MILVUS_DATABASE: Var<String> = Var::new(
 pub static MILVUS_COLLECTION: Var<String> = Var::new(
     "MILVUS_COLLECTION",
     Kind::Text {
-        accepted: "a name matching ^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        accepted: vectorgate_adapter_milvus::COLLECTION_ACCEPTED,
         check: collection_name,
     },
     "collection holding the embeddings",
@@ -303,7 +303,7 @@ pub static MILVUS_COLLECTION: Var<String> = Var::new(
 
 pub static MILVUS_INDEX_NLIST: Var<u32> = Var::new(
     "MILVUS_INDEX_NLIST",
-    Kind::int(1, vectorgate_adapter_milvus::config::MAX_NLIST as u64),
+    Kind::int(1, vectorgate_adapter_milvus::MAX_NLIST as u64),
     "IVF_FLAT lists",
     |s| s.milvus.index_nlist,
     |s, v| s.milvus.index_nlist = Some(v),
@@ -312,7 +312,7 @@ pub static MILVUS_INDEX_NLIST: Var<u32> = Var::new(
 
 pub static MILVUS_SEARCH_NPROBE: Var<u32> = Var::new(
     "MILVUS_SEARCH_NPROBE",
-    Kind::int(1, vectorgate_adapter_milvus::config::MAX_NLIST as u64),
+    Kind::int(1, vectorgate_adapter_milvus::MAX_NLIST as u64),
     "lists probed per search",
     |s| s.milvus.search_nprobe,
     |s, v| s.milvus.search_nprobe = Some(v),

@@ -1,11 +1,12 @@
 //! Measures upsert throughput (gateway vs raw SDK, by concurrency) and filtered recall@10
 //! by nprobe on the benchmark's data, against a real Milvus. Used to choose the defaults.
 //!
-//! `cargo run --release -p vectorgate-adapter-milvus --example milvus_tuning`
+//! `cargo run --release -p vectorgate-bench --example milvus_tuning`
 
 use std::time::{Duration, Instant};
 
-use vectorgate_adapter_milvus::{baseline, MilvusConfig, MilvusStore};
+use vectorgate_adapter_milvus::{MilvusConfig, MilvusStore};
+use vectorgate_bench::baseline;
 use vectorgate_domain::{Dimension, SearchRequest, SearchScope, TopK, VectorStoreGateway};
 use vectorgate_testkit::{
     exact_top_k, generate_queries, generate_records, project, recall, tenant, unique_name,

@@ -1,9 +1,9 @@
 //! The benchmark harness behind `cargo xtask bench`:
-//! `cargo bench -p vectorgate-composition --bench gateway -- --store pgvector|milvus|dual|all [--rows N ...]`.
+//! `cargo bench -p vectorgate-bench --bench gateway -- --store pgvector|milvus|dual|all [--rows N ...]`.
 //!
 //! Each store is one module with `pub async fn run(&Args) -> anyhow::Result<serde_json::Value>`
 //! that measures it, prints its table and returns its results object; adding a store is
-//! that module plus one arm in `run_store`. Results are merged into
+//! that module, one `Store` variant and one arm in `run_store`. Results are merged into
 //! `target/bench/results.json` under the store's name, leaving other stores' entries alone.
 
 mod common;
@@ -13,26 +13,21 @@ mod pgvector;
 
 use clap::Parser;
 
-use common::Args;
+use common::{Args, Store};
 
-/// The stores `--store all` measures, in this order.
-const STORES: [&str; 3] = ["pgvector", "milvus", "dual"];
-
-async fn run_store(store: &str, args: &Args) -> anyhow::Result<serde_json::Value> {
+async fn run_store(store: Store, args: &Args) -> anyhow::Result<serde_json::Value> {
     match store {
-        "pgvector" => pgvector::run(args).await,
-        "milvus" => milvus::run(args).await,
-        "dual" => dual::run(args).await,
-        other => {
-            anyhow::bail!("unknown --store {other:?}; expected one of: pgvector, milvus, dual, all")
-        }
+        Store::Pgvector => pgvector::run(args).await,
+        Store::Milvus => milvus::run(args).await,
+        Store::Dual => dual::run(args).await,
+        Store::All => unreachable!("main runs `--store all` as each store in turn"),
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let stores: Vec<&str> = match args.store.as_str() {
-        "all" => STORES.to_vec(),
+    let stores = match args.store {
+        Store::All => Store::EACH.to_vec(),
         one => vec![one],
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -43,8 +38,9 @@ fn main() -> anyhow::Result<()> {
     // failure does not lose the earlier figures.
     for store in stores {
         let value = runtime.block_on(run_store(store, &args))?;
-        common::merge_results(&path, store, value)?;
-        println!("results merged into {} under {store:?}", path.display());
+        let name = store.name();
+        common::merge_results(&path, &name, value)?;
+        println!("results merged into {} under {name:?}", path.display());
     }
     Ok(())
 }

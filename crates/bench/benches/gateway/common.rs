@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{json, Map, Value};
 use vectorgate_domain::{
     Embedding, Metric, SearchHit, SearchRequest, SearchScope, TopK, VectorRecord,
@@ -16,13 +16,13 @@ use vectorgate_testkit::{
     exact_top_k, generate_queries, generate_records, project, tenant, DataShape,
 };
 
-/// `cargo bench -p vectorgate-composition --bench gateway -- --store pgvector [...]`
+/// `cargo bench -p vectorgate-bench --bench gateway -- --store pgvector [...]`
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Benchmarks a vector store through the gateway port")]
 pub struct Args {
-    /// Which store to measure (pgvector, milvus, dual, or all of them in turn).
-    #[arg(long)]
-    pub store: String,
+    /// Which store to measure, or all of them in turn.
+    #[arg(long, value_enum)]
+    pub store: Store,
     #[arg(long, default_value_t = 20_000)]
     pub rows: usize,
     #[arg(long, default_value_t = 768)]
@@ -58,6 +58,29 @@ pub struct Args {
     /// Passed by `cargo bench` to every harness=false target; ignored.
     #[arg(long, hide = true)]
     pub bench: bool,
+}
+
+/// `--store`: parsed by clap, so a name the harness does not know is refused with the
+/// accepted values before anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Store {
+    Pgvector,
+    Milvus,
+    Dual,
+    All,
+}
+
+impl Store {
+    /// The stores `--store all` measures, in this order.
+    pub const EACH: [Store; 3] = [Store::Pgvector, Store::Milvus, Store::Dual];
+
+    /// The name on the command line, also the store's key in the results file.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no variant is skipped")
+            .get_name()
+            .to_string()
+    }
 }
 
 impl Args {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use vectorgate_adapter_milvus::{baseline, Consistency, MilvusConfig, MilvusStore};
+use vectorgate_adapter_milvus::{Consistency, MilvusConfig, MilvusStore};
+use vectorgate_bench::baseline;
 use vectorgate_domain::{Dimension, SearchRequest, SearchScope, TopK, VectorStoreGateway};
 use vectorgate_testkit::{tenant, unique_name, ServicesEnv};
 

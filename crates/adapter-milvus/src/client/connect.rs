@@ -1,0 +1,247 @@
+//! The lazily made connection: nothing touches the network until the first call, then one
+//! SDK client is shared by every call (tonic multiplexes them over one channel).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use milvus::client::Client;
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+use vectorgate_domain::GatewayError;
+
+use super::error::{error_chain, map_error};
+use super::STORE;
+use crate::config::MilvusConfig;
+
+type ConnectFuture<T> = Pin<Box<dyn Future<Output = Result<T, GatewayError>> + Send>>;
+type Connector<T> = Box<dyn Fn() -> ConnectFuture<T> + Send + Sync>;
+
+/// A connection made on first use and then shared. Concurrent first uses wait for one
+/// attempt; a failed attempt is not cached, so the next call tries again.
+pub struct LazyConnection<T> {
+    cell: OnceCell<T>,
+    connector: Connector<T>,
+    attempts: AtomicUsize,
+}
+
+impl<T> fmt::Debug for LazyConnection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyConnection")
+            .field("connected", &self.cell.initialized())
+            .field("attempts", &self.attempts.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<T: Send + Sync> LazyConnection<T> {
+    pub fn new<F, Fut>(connector: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, GatewayError>> + Send + 'static,
+    {
+        Self {
+            cell: OnceCell::new(),
+            connector: Box::new(move || Box::pin(connector())),
+            attempts: AtomicUsize::new(0),
+        }
+    }
+
+    /// The connection, connecting first if needed.
+    pub async fn get(&self) -> Result<&T, GatewayError> {
+        self.cell
+            .get_or_try_init(|| {
+                self.attempts.fetch_add(1, Ordering::Relaxed);
+                (self.connector)()
+            })
+            .await
+    }
+
+    /// Whether a connection was made (the tests' view: construction must do no I/O).
+    #[cfg(test)]
+    pub fn is_connected(&self) -> bool {
+        self.cell.initialized()
+    }
+
+    /// How many connection attempts were made (the tests' view; `Debug` shows it too).
+    #[cfg(test)]
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::Relaxed)
+    }
+}
+
+/// The SDK client, connected lazily: nothing touches the network until the first call,
+/// then one connection is made and shared (tonic multiplexes calls over it).
+#[derive(Debug)]
+pub struct LazyClient {
+    endpoint: String,
+    connection: LazyConnection<Client>,
+}
+
+impl LazyClient {
+    pub fn new(config: &MilvusConfig) -> Self {
+        let config = config.clone();
+        Self {
+            endpoint: config.endpoint(),
+            connection: LazyConnection::new(move || {
+                let config = config.clone();
+                async move { connect(&config).await }
+            }),
+        }
+    }
+
+    /// The connected SDK client (connecting on first use); only `SdkMilvusApi` calls it.
+    pub(super) async fn client(&self) -> Result<&Client, GatewayError> {
+        self.connection.get().await
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    #[cfg(test)]
+    pub fn is_connected(&self) -> bool {
+        self.connection.is_connected()
+    }
+}
+
+async fn connect(config: &MilvusConfig) -> Result<Client, GatewayError> {
+    let endpoint = config.endpoint();
+    let (username, password) = credentials(config)?;
+    let url = format!("http://{endpoint}");
+    let attempt = Client::with_timeout(url, config.call_timeout, username, password);
+    let mut client = match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Err(_) => {
+            return Err(GatewayError::unavailable(
+                STORE,
+                format!(
+                    "cannot reach {endpoint}: no connection within {:?}",
+                    config.connect_timeout
+                ),
+            ))
+        }
+        Ok(Err(err)) => {
+            return Err(GatewayError::unavailable(
+                STORE,
+                format!("cannot reach {endpoint}: {}", error_chain(&err)),
+            ))
+        }
+        Ok(Ok(client)) => client,
+    };
+    if let Some(database) = &config.database {
+        client
+            .using_database(database.clone())
+            .await
+            .map_err(|err| map_error("use database", &endpoint, err))?;
+    }
+    tracing::info!(endpoint = %endpoint, "connected to Milvus");
+    Ok(client)
+}
+
+/// The v1 client authenticates with a user/password pair only; a `user:password` token is
+/// the same thing, anything else cannot be sent by it.
+fn credentials(config: &MilvusConfig) -> Result<(Option<String>, Option<String>), GatewayError> {
+    if let Some(token) = &config.token {
+        return match token.expose_secret().split_once(':') {
+            Some((user, password)) => Ok((Some(user.to_string()), Some(password.to_string()))),
+            None => Err(GatewayError::configuration(
+                "MILVUS_TOKEN",
+                "<redacted>",
+                "a user:password token (milvus-sdk-rust's v1 client cannot send API keys)",
+            )),
+        };
+    }
+    match (&config.username, &config.password) {
+        (Some(user), Some(password)) => Ok((
+            Some(user.clone()),
+            Some(password.expose_secret().to_string()),
+        )),
+        (None, None) => Ok((None, None)),
+        _ => Err(GatewayError::configuration(
+            "MILVUS_USERNAME/MILVUS_PASSWORD",
+            "<only one set>",
+            "both a username and a password, or neither",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use vectorgate_domain::Dimension;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn lazy_connection_connects_once_for_many_concurrent_callers() {
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counter = connects.clone();
+        let lazy = Arc::new(LazyConnection::new(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, GatewayError>(42u32)
+            }
+        }));
+        assert!(!lazy.is_connected(), "nothing connects before first use");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let lazy = lazy.clone();
+                tokio::spawn(async move { *lazy.get().await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 42);
+        }
+        assert_eq!(*lazy.get().await.unwrap(), 42);
+        assert_eq!(connects.load(Ordering::SeqCst), 1);
+        assert_eq!(lazy.attempts(), 1);
+    }
+
+    #[tokio::test]
+    async fn lazy_connection_retries_after_a_failed_attempt() {
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counter = connects.clone();
+        let lazy = LazyConnection::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(GatewayError::unavailable(
+                        STORE,
+                        "cannot reach h:1: refused",
+                    ))
+                } else {
+                    Ok(7u8)
+                }
+            }
+        });
+        assert!(lazy.get().await.unwrap_err().is_unavailable());
+        assert_eq!(*lazy.get().await.unwrap(), 7);
+        assert_eq!(*lazy.get().await.unwrap(), 7);
+        assert_eq!(connects.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn credentials_accept_user_password_tokens_only() {
+        let mut config = MilvusConfig::new("h", 1, Dimension::new(4).unwrap());
+        assert_eq!(credentials(&config).unwrap(), (None, None));
+        config.token = Some("root:Milvus".to_string().into());
+        assert_eq!(
+            credentials(&config).unwrap(),
+            (Some("root".into()), Some("Milvus".into()))
+        );
+        config.token = Some("apikey123".to_string().into());
+        let err = credentials(&config).unwrap_err();
+        assert!(
+            !err.to_string().contains("apikey123"),
+            "never echo a secret"
+        );
+        config.token = None;
+        config.username = Some("u".into());
+        assert!(credentials(&config).is_err(), "username without password");
+    }
+}

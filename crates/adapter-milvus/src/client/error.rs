@@ -1,0 +1,105 @@
+//! SDK errors as the port's [`GatewayError`].
+
+use tonic::Code;
+use vectorgate_domain::GatewayError;
+
+use super::STORE;
+
+/// The error and its sources, joined: tonic's top-level messages alone ("transport error")
+/// do not say why.
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
+    // The SDK's own Display of a transport error is a Debug dump of tonic's error
+    // (`tonic::transport::Error(Transport, ConnectError(...))`); the deepest cause is the
+    // readable part ("Connection refused (os error 111)"), so an operator sees that alone.
+    let mut deepest = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        deepest = cause.to_string();
+        source = cause.source();
+    }
+    deepest
+}
+
+/// Maps an SDK error to the port's error: a transport failure or an unreachable/timed-out
+/// server becomes `Unavailable` naming host:port, anything else `Backend` naming the
+/// operation.
+pub fn map_error(
+    operation: &'static str,
+    endpoint: &str,
+    err: milvus::error::Error,
+) -> GatewayError {
+    use milvus::error::Error as E;
+    match &err {
+        E::Communication(_) => GatewayError::unavailable(
+            STORE,
+            format!("cannot reach {endpoint}: {}", error_chain(&err)),
+        ),
+        E::Grpc(status)
+            if matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+            ) =>
+        {
+            GatewayError::unavailable(
+                STORE,
+                format!(
+                    "cannot reach {endpoint}: {operation}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ),
+            )
+        }
+        E::Grpc(status) => GatewayError::backend(
+            STORE,
+            operation,
+            format!("{:?}: {}", status.code(), status.message()),
+        ),
+        E::Server(code, reason) => {
+            GatewayError::backend(STORE, operation, format!("{code:?}: {reason}"))
+        }
+        _ => GatewayError::backend(STORE, operation, error_chain(&err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vectorgate_domain::StoreKind;
+
+    use super::*;
+
+    #[test]
+    fn sdk_errors_map_to_port_errors_naming_the_operation() {
+        let err = map_error(
+            "search",
+            "h:1",
+            milvus::error::Error::Server(
+                milvus::proto::common::ErrorCode::IllegalArgument,
+                "bad expr".into(),
+            ),
+        );
+        assert_eq!(
+            err,
+            GatewayError::Backend {
+                store: StoreKind::Milvus,
+                operation: "search",
+                cause: "IllegalArgument: bad expr".into()
+            }
+        );
+        let err = map_error(
+            "upsert",
+            "h:1",
+            milvus::error::Error::Grpc(tonic::Status::unavailable("connection reset")),
+        );
+        assert!(err.is_unavailable(), "{err:?}");
+        assert!(err.to_string().contains("cannot reach h:1"), "{err}");
+        let err = map_error(
+            "query",
+            "h:1",
+            milvus::error::Error::Grpc(tonic::Status::invalid_argument("limit too big")),
+        );
+        assert!(
+            matches!(&err, GatewayError::Backend { operation: "query", cause, .. } if cause.contains("limit too big")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! Operator reads: every row of an id range, records by id, counts; and turning query
+//! replies back into rows. Milvus caps a reply at 16,384 rows (and tonic at 4 MB), which
+//! is what shapes these calls.
+
+use vectorgate_domain::{
+    ChunkId, Embedding, GatewayError, ProjectId, ScanFilter, TenantId, VectorRecord,
+};
+
+use super::{malformed, MilvusStore, IDS_PER_EXPRESSION};
+use crate::client::{Column, QueryCall, Rows};
+use crate::config::{bytes_per_row, MAX_REPLY_BYTES};
+use crate::queries;
+use crate::schema::{FIELD_CHUNK_ID, FIELD_EMBEDDING, FIELD_PROJECT_ID, FIELD_TENANT_ID};
+
+/// Milvus's largest query reply (`offset + limit`, `quotaAndLimits...maxQueryResultWindow`).
+pub const MAX_QUERY_ROWS: u64 = 16_384;
+
+/// One row read back by an operator scan or fetch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilvusRow {
+    pub chunk_id: ChunkId,
+    pub tenant_id: TenantId,
+    pub project_id: ProjectId,
+    /// Present when the scan asked for vectors.
+    pub embedding: Option<Embedding>,
+}
+
+impl MilvusRow {
+    /// The row as a record, when it carries its vector.
+    pub fn into_record(self) -> Option<VectorRecord> {
+        let embedding = self.embedding?;
+        Some(VectorRecord::new(
+            self.chunk_id,
+            self.tenant_id,
+            self.project_id,
+            embedding,
+        ))
+    }
+}
+
+impl MilvusStore {
+    /// Every row with `from <= chunk_id <= to` matching `filter`, ordered by chunk id.
+    ///
+    /// Milvus returns at most 16,384 rows per query (and tonic at most 4 MB per reply), so
+    /// the range is counted first and halved until each piece fits one reply.
+    pub async fn scan_range(
+        &self,
+        filter: ScanFilter,
+        from: ChunkId,
+        to: ChunkId,
+        with_vectors: bool,
+    ) -> Result<Vec<MilvusRow>, GatewayError> {
+        self.check_open()?;
+        if from > to {
+            return Err(GatewayError::invalid(format!(
+                "scan range is empty: from {from} > to {to}"
+            )));
+        }
+        let limit = self.rows_per_reply(with_vectors);
+        let mut pending = vec![(from.get(), to.get())];
+        let mut out = Vec::new();
+        while let Some((lo, hi)) = pending.pop() {
+            let expr = queries::id_range(filter, ChunkId::new(lo)?, ChunkId::new(hi)?);
+            let n = self
+                .inner
+                .api
+                .count(self.collection(), &expr, self.config().consistency)
+                .await?;
+            if n == 0 {
+                continue;
+            }
+            if n >= limit && lo < hi {
+                split(&mut pending, lo, hi);
+                continue;
+            }
+            let rows = self.query_rows(expr, Some(limit), with_vectors).await?;
+            if rows.len() as u64 >= limit && lo < hi {
+                // Rows arrived between count and query; split and read again.
+                split(&mut pending, lo, hi);
+                continue;
+            }
+            out.extend(rows);
+        }
+        out.sort_by_key(|r| r.chunk_id);
+        Ok(out)
+    }
+
+    /// The records with these ids, whatever their tenant, ordered by chunk id; missing ids
+    /// are absent from the result.
+    pub async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.check_open()?;
+        let per_call = (self.rows_per_reply(true) as usize).min(IDS_PER_EXPRESSION);
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(per_call) {
+            let rows = self
+                .query_rows(queries::chunk_ids(chunk), None, true)
+                .await?;
+            out.extend(rows.into_iter().filter_map(MilvusRow::into_record));
+        }
+        out.sort_by_key(|r| r.chunk_id);
+        Ok(out)
+    }
+
+    /// Rows matching the filter (`count(*)` at the configured consistency).
+    pub async fn count(&self, filter: ScanFilter) -> Result<u64, GatewayError> {
+        self.check_open()?;
+        let mut expr = queries::scan_filter(filter);
+        if expr.is_empty() {
+            expr = queries::every_row();
+        }
+        self.inner
+            .api
+            .count(self.collection(), &expr, self.config().consistency)
+            .await
+    }
+
+    fn rows_per_reply(&self, with_vectors: bool) -> u64 {
+        if with_vectors {
+            let by_bytes = (MAX_REPLY_BYTES / bytes_per_row(self.config().dimension)) as u64;
+            by_bytes.clamp(1, MAX_QUERY_ROWS)
+        } else {
+            MAX_QUERY_ROWS
+        }
+    }
+
+    async fn query_rows(
+        &self,
+        expr: String,
+        limit: Option<u64>,
+        with_vectors: bool,
+    ) -> Result<Vec<MilvusRow>, GatewayError> {
+        let mut output_fields = vec![
+            FIELD_CHUNK_ID.to_string(),
+            FIELD_TENANT_ID.to_string(),
+            FIELD_PROJECT_ID.to_string(),
+        ];
+        if with_vectors {
+            output_fields.push(FIELD_EMBEDDING.to_string());
+        }
+        let rows = self
+            .inner
+            .api
+            .query(&QueryCall {
+                collection: self.collection().to_string(),
+                expr,
+                output_fields,
+                limit,
+                consistency: self.config().consistency,
+            })
+            .await?;
+        rows_to_milvus_rows(rows, with_vectors)
+    }
+}
+
+fn split(pending: &mut Vec<(i64, i64)>, lo: i64, hi: i64) {
+    let mid = lo + (hi - lo) / 2;
+    pending.push((mid + 1, hi));
+    pending.push((lo, mid));
+}
+
+fn int_column<'a>(rows: &'a Rows, name: &str) -> Result<&'a [i64], GatewayError> {
+    match rows.columns.get(name) {
+        Some(Column::Int64(values)) => Ok(values),
+        _ => Err(malformed("query", format!("no Int64 column {name}"))),
+    }
+}
+
+fn rows_to_milvus_rows(rows: Rows, with_vectors: bool) -> Result<Vec<MilvusRow>, GatewayError> {
+    if rows.columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = int_column(&rows, FIELD_CHUNK_ID)?;
+    let tenants = int_column(&rows, FIELD_TENANT_ID)?;
+    let projects = int_column(&rows, FIELD_PROJECT_ID)?;
+    if tenants.len() != ids.len() || projects.len() != ids.len() {
+        return Err(malformed("query", "columns of different lengths"));
+    }
+    let vectors = if with_vectors {
+        match rows.columns.get(FIELD_EMBEDDING) {
+            Some(Column::FloatVector { dim, values })
+                if *dim > 0 && values.len() == ids.len() * *dim as usize =>
+            {
+                Some((*dim as usize, values))
+            }
+            _ => return Err(malformed("query", "no embedding column of the row count")),
+        }
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for i in 0..ids.len() {
+        let embedding = match vectors {
+            Some((dim, values)) => Some(
+                Embedding::new(values[i * dim..(i + 1) * dim].to_vec())
+                    .map_err(|e| malformed("query", e))?,
+            ),
+            None => None,
+        };
+        out.push(MilvusRow {
+            chunk_id: ChunkId::new(ids[i]).map_err(|e| malformed("query", e))?,
+            tenant_id: TenantId::new(tenants[i]).map_err(|e| malformed("query", e))?,
+            project_id: ProjectId::new(projects[i]).map_err(|e| malformed("query", e))?,
+            embedding,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use vectorgate_testkit::{chunk, project, tenant};
+
+    use super::super::test_support::{config, emb, store};
+    use super::*;
+    use crate::client::MockMilvusApi;
+    use crate::config::Consistency;
+
+    #[tokio::test]
+    async fn configured_consistency_is_sent_with_reads() {
+        let mut config = config();
+        config.consistency = Consistency::Eventually;
+        let mut api = MockMilvusApi::new();
+        api.expect_count()
+            .withf(|collection, expr, consistency| {
+                collection == "knowledge_chunks"
+                    && expr == "chunk_id >= 0"
+                    && *consistency == Consistency::Eventually
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(5));
+        api.expect_count()
+            .withf(|_, expr, _| expr == "tenant_id == 3")
+            .times(1)
+            .returning(|_, _, _| Ok(2));
+        let store = store(config, api);
+        assert_eq!(store.count(ScanFilter::all()).await.unwrap(), 5);
+        assert_eq!(store.count(ScanFilter::tenant(tenant(3))).await.unwrap(), 2);
+    }
+
+    fn rows(ids: &[i64]) -> Rows {
+        Rows {
+            columns: BTreeMap::from([
+                (FIELD_CHUNK_ID.to_string(), Column::Int64(ids.to_vec())),
+                (
+                    FIELD_TENANT_ID.to_string(),
+                    Column::Int64(vec![1; ids.len()]),
+                ),
+                (
+                    FIELD_PROJECT_ID.to_string(),
+                    Column::Int64(vec![2; ids.len()]),
+                ),
+                (
+                    FIELD_EMBEDDING.to_string(),
+                    Column::FloatVector {
+                        dim: 4,
+                        values: ids
+                            .iter()
+                            .flat_map(|&id| [id as f32, 0.0, 0.0, 1.0])
+                            .collect(),
+                    },
+                ),
+            ]),
+        }
+    }
+
+    #[tokio::test]
+    async fn scan_range_halves_ranges_that_would_overflow_one_reply() {
+        let mut api = MockMilvusApi::new();
+        api.expect_count().returning(|_, expr, _| match expr {
+            "chunk_id >= 0 && chunk_id <= 3 && tenant_id == 1" => Ok(MAX_QUERY_ROWS),
+            "chunk_id >= 0 && chunk_id <= 1 && tenant_id == 1" => Ok(2),
+            "chunk_id >= 2 && chunk_id <= 3 && tenant_id == 1" => Ok(1),
+            other => panic!("unexpected count {other}"),
+        });
+        api.expect_query()
+            .withf(|call| {
+                call.output_fields == ["chunk_id", "tenant_id", "project_id", "embedding"]
+                    && call.limit == Some(MAX_QUERY_ROWS)
+                    && call.consistency == Consistency::Session
+            })
+            .times(2)
+            .returning(|call| match call.expr.as_str() {
+                "chunk_id >= 0 && chunk_id <= 1 && tenant_id == 1" => Ok(rows(&[1, 0])),
+                "chunk_id >= 2 && chunk_id <= 3 && tenant_id == 1" => Ok(rows(&[3])),
+                other => panic!("unexpected query {other}"),
+            });
+        let store = store(config(), api);
+        let scanned = store
+            .scan_range(ScanFilter::tenant(tenant(1)), chunk(0), chunk(3), true)
+            .await
+            .unwrap();
+        let ids: Vec<_> = scanned.iter().map(|r| r.chunk_id.get()).collect();
+        assert_eq!(ids, vec![0, 1, 3]);
+        assert_eq!(scanned[2].embedding, Some(emb(3.0)));
+        assert!(store
+            .scan_range(ScanFilter::all(), chunk(5), chunk(4), false)
+            .await
+            .unwrap_err()
+            .is_invalid_input());
+    }
+
+    #[tokio::test]
+    async fn fetch_queries_ids_of_any_tenant_with_all_fields() {
+        let mut api = MockMilvusApi::new();
+        api.expect_query()
+            .withf(|call| {
+                call.collection == "knowledge_chunks"
+                    && call.expr == "chunk_id in [5, 3]"
+                    && call.output_fields.len() == 4
+                    && call.limit.is_none()
+            })
+            .times(1)
+            .returning(|_| Ok(rows(&[5, 3])));
+        let store = store(config(), api);
+        let records = store.fetch(&[chunk(5), chunk(3)]).await.unwrap();
+        assert_eq!(
+            records,
+            vec![
+                VectorRecord::new(chunk(3), tenant(1), project(2), emb(3.0)),
+                VectorRecord::new(chunk(5), tenant(1), project(2), emb(5.0)),
+            ]
+        );
+    }
+}
