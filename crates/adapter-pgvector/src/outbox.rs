@@ -1,31 +1,51 @@
 //! The dual-mode outbox in PostgreSQL: the [`Outbox`] port on a table beside the
-//! embeddings, sharing the store's pool and its error mapping.
+//! embeddings (one row per chunk id), sharing the store's pool and error mapping.
+//!
+//! Columns: `version` counts the writes recorded since the entry was created, `pending`
+//! the writes whose Milvus call may still be in flight (held until `lease_until`),
+//! `claimed` the version a relay claimed. The rules are in `docs/dual-mode.md`.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::{Postgres, Row};
-use vectorgate_domain::outbox::{Completion, Intent, IntentId, Outbox, OutboxEntry};
-use vectorgate_domain::{ChunkId, GatewayError, ProjectId, TenantId};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, Postgres, Row};
+use vectorgate_domain::outbox::{Claim, Leadership, Outbox, OutboxStats, Settle, Wakeups};
+use vectorgate_domain::{ChunkId, DeleteRequest, GatewayError, StoreKind};
 
 use crate::config::validate_identifier;
-use crate::schema::quote_ident;
+use crate::error::Seam;
+use crate::schema::{self, quote_ident};
 use crate::store::PgVectorStore;
 
-fn to_i64s<T: Copy + Into<i64>>(values: &[T]) -> Vec<i64> {
-    values.iter().map(|v| (*v).into()).collect()
+fn ids(values: &[ChunkId]) -> Vec<i64> {
+    let mut ids: Vec<i64> = values.iter().map(|c| c.get()).collect();
+    // Ascending, without repeats: concurrent statements then lock rows in one order, and
+    // ON CONFLICT never meets the same row twice in one statement.
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn chunk_ids(values: Vec<i64>, operation: &'static str) -> Result<Vec<ChunkId>, GatewayError> {
+    values
+        .into_iter()
+        .map(|v| {
+            ChunkId::new(v).map_err(|e| GatewayError::backend(StoreKind::Pgvector, operation, e))
+        })
+        .collect()
 }
 
 /// The outbox table (`DUAL_OUTBOX_TABLE`) of a pgvector store's database.
 #[derive(Clone)]
 pub struct PgOutbox {
     store: PgVectorStore,
-    /// Validated, quoted.
-    table: String,
-    /// As configured, for messages and catalog lookups.
+    /// As configured: the name in messages, the catalog and the notification channel.
     name: String,
+    /// Quoted for SQL.
+    quoted: String,
 }
 
 impl fmt::Debug for PgOutbox {
@@ -42,7 +62,7 @@ impl PgVectorStore {
         validate_identifier("DUAL_OUTBOX_TABLE", table)?;
         Ok(PgOutbox {
             store: self.clone(),
-            table: quote_ident(table),
+            quoted: quote_ident(table),
             name: table.to_string(),
         })
     }
@@ -60,264 +80,433 @@ impl PgOutbox {
         self.store.acquire(operation).await
     }
 
-    async fn create_table(&self) -> Result<(), GatewayError> {
-        let t = &self.table;
-        // No GIN index on chunk_ids: inserting ~1000 ids into a GIN index on every write
-        // would sit on the caller's latency path; the overlap check runs off that path,
-        // over pending entries only (a small set unless Milvus is down).
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {t} (
-                id bigserial PRIMARY KEY,
-                op text NOT NULL,
-                tenant_ids bigint[] NOT NULL,
-                chunk_ids bigint[] NOT NULL,
-                project_id bigint,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                lease_until timestamptz,
-                claimed_seq bigint,
-                done_seq bigint,
-                attempts integer NOT NULL DEFAULT 0,
-                last_error text
-            )"
-        );
-        self.store.ensure_table("create outbox table", &ddl).await?;
-        let idx = format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {t} (id) WHERE done_seq IS NULL",
-            quote_ident(&format!("{}_pending", self.name))
-        );
-        self.store.ensure_table("create outbox index", &idx).await
+    fn err(&self, operation: &'static str) -> impl Fn(sqlx::Error) -> GatewayError + '_ {
+        self.store.err(operation)
     }
 
     /// Drops the table (tests clean up with it).
     pub async fn drop_table(&self) -> Result<(), GatewayError> {
         let op = "drop outbox table";
-        sqlx::query(&format!("DROP TABLE IF EXISTS {}", self.table))
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}", self.quoted))
             .execute(&mut *self.conn(op).await?)
             .await
-            .map_err(self.store.err(op))?;
+            .map_err(self.err(op))?;
         Ok(())
     }
 
-    fn seq(&self) -> String {
-        format!("nextval(pg_get_serial_sequence('{}', 'id'))", self.table)
-    }
-
-    async fn insert(
-        &self,
-        intent: &Intent,
-        lease: Option<Duration>,
-    ) -> Result<IntentId, GatewayError> {
-        let op = "record outbox intent";
-        let sql = format!(
-            "INSERT INTO {} (op, tenant_ids, chunk_ids, project_id, lease_until)
-             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision))
-             RETURNING id",
-            self.table
-        );
-        let row = sqlx::query(&sql)
-            .bind(intent.op.as_str())
-            .bind(to_i64s(&intent.tenant_ids))
-            .bind(to_i64s(&intent.chunk_ids))
-            .bind(intent.project_id.map(i64::from))
-            .bind(lease.map(|l| l.as_secs_f64()))
-            .fetch_one(&mut *self.conn(op).await?)
-            .await
-            .map_err(self.store.err(op))?;
-        Ok(row.get::<i64, _>(0))
+    /// `INSERT` of `ids` as writes in flight (pending, leased), or one more write on the
+    /// entries that exist; `$1` ids, `$2` lease in seconds.
+    fn record_sql(&self, source: &str) -> String {
+        let t = &self.quoted;
+        format!(
+            "INSERT INTO {t} AS o (chunk_id, pending, lease_until)
+             SELECT id, 1, now() + make_interval(secs => $2::double precision) FROM {source}
+             ON CONFLICT (chunk_id) DO UPDATE SET
+                version = o.version + 1,
+                pending = o.pending + 1,
+                lease_until = greatest(o.lease_until, EXCLUDED.lease_until)"
+        )
     }
 }
 
 #[async_trait]
 impl Outbox for PgOutbox {
     async fn bootstrap(&self) -> Result<(), GatewayError> {
-        self.create_table().await
-    }
-
-    async fn record(&self, intent: &Intent, lease: Duration) -> Result<IntentId, GatewayError> {
-        self.insert(intent, Some(lease)).await
-    }
-
-    async fn complete(
-        &self,
-        id: IntentId,
-        intent: &Intent,
-        not_concurrent: &[IntentId],
-    ) -> Result<Completion, GatewayError> {
-        let t = &self.table;
-        // One statement: the conflict test and the delete/re-arm see one snapshot.
-        let sql = format!(
-            "WITH me AS (SELECT id, op, tenant_ids, chunk_ids, claimed_seq, done_seq FROM {t} WHERE id = $1),
-             conflict AS (
-                SELECT (SELECT claimed_seq IS NOT NULL OR done_seq IS NOT NULL FROM me)
-                    OR EXISTS (
-                        SELECT 1 FROM {t} o, me
-                        WHERE o.id <> me.id
-                          AND (o.done_seq IS NULL OR o.done_seq > me.id)
-                          AND NOT (o.id = ANY($2) AND o.claimed_seq IS NULL AND o.done_seq IS NULL)
-                          AND (o.chunk_ids && me.chunk_ids
-                               OR ((o.op = 'delete_scope' OR me.op = 'delete_scope')
-                                   AND o.tenant_ids && me.tenant_ids))
-                    ) AS c
-             ),
-             removed AS (
-                DELETE FROM {t} WHERE id = $1 AND (SELECT c FROM conflict) IS FALSE RETURNING id
-             ),
-             rearmed AS (
-                UPDATE {t} SET claimed_seq = NULL, done_seq = NULL, lease_until = NULL
-                WHERE id = $1 AND (SELECT c FROM conflict) IS TRUE RETURNING id
-             )
-             SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM rearmed) AS rearmed"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .bind(not_concurrent)
-            .fetch_one(&mut *self.conn("complete outbox intent").await?)
-            .await
-            .map_err(self.store.err("complete outbox intent"))?;
-        let removed: i64 = row.get("removed");
-        let rearmed: i64 = row.get("rearmed");
-        if removed > 0 {
-            return Ok(Completion::Removed);
+        let op = "create outbox table";
+        let mut conn = self.conn(op).await?;
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+             WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace
+             AND a.attnum > 0 AND NOT a.attisdropped",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(self.err(op))?;
+        drop(conn);
+        if columns.iter().any(|c| c == "op") {
+            return Err(GatewayError::schema_mismatch(
+                StoreKind::Pgvector,
+                format!("table {}", self.name),
+                "it has the layout of an older vectorgate (one row per write, column op) \
+                 but one row per chunk id is expected; nothing was changed: drain it with \
+                 that version's `vectorgate sync`, or drop it and run `vectorgate reconcile \
+                 --repair`",
+            ));
         }
-        if rearmed == 0 {
-            // Our entry is gone: a sync replayed it while we were in flight (lease expired)
-            // and it was purged. Our write may have landed after that replay: re-record it.
-            self.insert(intent, None).await?;
-        }
-        Ok(Completion::KeptForReplay)
-    }
-
-    async fn fail(&self, id: IntentId, error: &str) -> Result<(), GatewayError> {
-        let sql = format!(
-            "UPDATE {} SET lease_until = NULL, claimed_seq = NULL, done_seq = NULL,
-                 attempts = attempts + 1, last_error = $2 WHERE id = $1",
-            self.table
-        );
-        sqlx::query(&sql)
-            .bind(id)
-            .bind(error)
-            .execute(&mut *self.conn("record outbox failure").await?)
+        let t = &self.quoted;
+        self.store
+            .ensure_table(
+                op,
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (
+                        chunk_id bigint PRIMARY KEY,
+                        version bigint NOT NULL DEFAULT 1,
+                        pending integer NOT NULL DEFAULT 0,
+                        lease_until timestamptz NOT NULL DEFAULT now(),
+                        claimed bigint,
+                        failed boolean NOT NULL DEFAULT false,
+                        attempts integer NOT NULL DEFAULT 0,
+                        last_error text,
+                        created_at timestamptz NOT NULL DEFAULT now()
+                    )"
+                ),
+            )
+            .await?;
+        self.store
+            .ensure_table(
+                op,
+                &format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} (created_at)",
+                    quote_ident(&schema::index_name(&self.name, "created_idx"))
+                ),
+            )
             .await
-            .map_err(self.store.err("record outbox failure"))?;
-        Ok(())
     }
 
-    async fn claim(
-        &self,
-        after: IntentId,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<OutboxEntry>, GatewayError> {
-        let t = &self.table;
-        let seq = self.seq();
-        // SKIP LOCKED: two syncs running at once split the work instead of replaying twice.
-        let sql = format!(
-            "WITH picked AS (
-                SELECT id FROM {t}
-                WHERE done_seq IS NULL AND id > $1 AND (lease_until IS NULL OR lease_until < now())
-                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE {t} o SET claimed_seq = {seq},
-                 lease_until = now() + make_interval(secs => $3::double precision)
-             FROM picked WHERE o.id = picked.id
-             RETURNING o.id, o.op, o.tenant_ids, o.chunk_ids, o.project_id, o.attempts, o.last_error"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after)
-            .bind(limit as i64)
+    async fn record(&self, chunks: &[ChunkId], lease: Duration) -> Result<(), GatewayError> {
+        let op = "record outbox intent";
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&self.record_sql("unnest($1::bigint[]) AS id"))
+            .bind(ids(chunks))
             .bind(lease.as_secs_f64())
-            .fetch_all(&mut *self.conn("claim outbox entries").await?)
+            .execute(&mut *self.conn(op).await?)
             .await
-            .map_err(self.store.err("claim outbox entries"))?;
-        let mut entries = Vec::with_capacity(rows.len());
-        for row in rows {
-            let ids = |col: &str| -> Result<Vec<i64>, GatewayError> {
-                row.try_get::<Vec<i64>, _>(col)
-                    .map_err(self.store.err("read outbox entry"))
-            };
-            let tenants = ids("tenant_ids")?
-                .into_iter()
-                .map(TenantId::new)
-                .collect::<Result<Vec<_>, _>>()?;
-            let chunks = ids("chunk_ids")?
-                .into_iter()
-                .map(ChunkId::new)
-                .collect::<Result<Vec<_>, _>>()?;
-            let project: Option<i64> = row.get("project_id");
-            entries.push(OutboxEntry {
-                id: row.get("id"),
-                intent: Intent {
-                    op: row.get::<&str, _>("op").parse()?,
-                    tenant_ids: tenants,
-                    chunk_ids: chunks,
-                    project_id: project.map(ProjectId::new).transpose()?,
-                },
-                attempts: row.get::<i32, _>("attempts").max(0) as u32,
-                last_error: row.get("last_error"),
-            });
-        }
-        entries.sort_by_key(|e| e.id);
-        Ok(entries)
-    }
-
-    async fn mark_done(&self, ids: &[IntentId]) -> Result<(), GatewayError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Each entry gets its own sequence value, drawn after the replay's writes finished.
-        let sql = format!(
-            "UPDATE {} SET done_seq = {}, lease_until = NULL WHERE id = ANY($1) AND claimed_seq IS NOT NULL",
-            self.table,
-            self.seq()
-        );
-        sqlx::query(&sql)
-            .bind(ids)
-            .execute(&mut *self.conn("mark outbox entries done").await?)
-            .await
-            .map_err(self.store.err("mark outbox entries done"))?;
+            .map_err(self.err(op))?;
         Ok(())
     }
 
-    async fn release(&self, ids: &[IntentId], error: &str) -> Result<(), GatewayError> {
-        if ids.is_empty() {
+    async fn delete_scope(
+        &self,
+        request: &DeleteRequest,
+        lease: Duration,
+    ) -> Result<Vec<ChunkId>, GatewayError> {
+        let op = "delete";
+        request.validate()?;
+        let data = quote_ident(&self.store.config().table);
+        let (condition, project) = match request {
+            DeleteRequest::Project { project_id, .. } => {
+                ("tenant_id = $3 AND project_id = $4", Some(project_id.get()))
+            }
+            DeleteRequest::Tenant { .. } => ("tenant_id = $3", None),
+            DeleteRequest::Chunks { .. } => return Err(GatewayError::misuse(
+                "delete_scope takes a project or tenant delete; chunks are recorded with record()",
+            )),
+        };
+        // One statement: the rows leave pgvector and their ids enter the outbox together.
+        let deleted = "(SELECT chunk_id AS id FROM d ORDER BY chunk_id) AS gone";
+        let sql = format!(
+            "WITH d AS (DELETE FROM {data} WHERE {condition} RETURNING chunk_id),
+             logged AS ({} RETURNING o.chunk_id)
+             SELECT chunk_id FROM logged",
+            self.record_sql(deleted)
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(Vec::<i64>::new())
+            .bind(lease.as_secs_f64())
+            .bind(request.tenant_id().get());
+        if let Some(project) = project {
+            query = query.bind(project);
+        }
+        let rows = query
+            .fetch_all(&mut *self.conn(op).await?)
+            .await
+            .map_err(self.store.map_table_error(op))?;
+        let mut deleted = chunk_ids(rows, op)?;
+        deleted.sort();
+        Ok(deleted)
+    }
+
+    async fn settle(&self, chunks: &[ChunkId], outcome: &Settle) -> Result<u64, GatewayError> {
+        let op = "settle outbox intent";
+        if chunks.is_empty() {
+            return Ok(0);
+        }
+        let t = &self.quoted;
+        // Every settle bumps `version`, so a relay that claimed the entry meanwhile (after
+        // the lease ran out) keeps it and replays once more, after this write. An entry
+        // that is gone (a relay replayed it while this write was slow) is recorded again.
+        let sql = match outcome {
+            Settle::Applied => format!(
+                "WITH mine AS (SELECT unnest($1::bigint[]) AS id),
+                 removed AS (
+                    DELETE FROM {t} WHERE chunk_id = ANY($1) AND version = 1 AND pending = 1
+                        AND claimed IS NULL AND NOT failed
+                    RETURNING chunk_id),
+                 kept AS (
+                    UPDATE {t} SET pending = greatest(pending - 1, 0), version = version + 1
+                    WHERE chunk_id = ANY($1) AND chunk_id NOT IN (SELECT chunk_id FROM removed)
+                    RETURNING chunk_id),
+                 again AS (
+                    INSERT INTO {t} AS o (chunk_id) SELECT id FROM mine
+                    WHERE id NOT IN (SELECT chunk_id FROM removed)
+                      AND id NOT IN (SELECT chunk_id FROM kept)
+                    ON CONFLICT (chunk_id) DO UPDATE SET version = o.version + 1
+                    RETURNING chunk_id),
+                 left_over AS (SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM again) AS n)
+                 SELECT n, (SELECT pg_notify($2, '') WHERE n > 0) IS NULL FROM left_over"
+            ),
+            Settle::Failed(_) => format!(
+                "WITH mine AS (SELECT unnest($1::bigint[]) AS id),
+                 kept AS (
+                    UPDATE {t} SET pending = greatest(pending - 1, 0), version = version + 1,
+                        failed = true, attempts = attempts + 1, last_error = $3
+                    WHERE chunk_id = ANY($1)
+                    RETURNING chunk_id),
+                 again AS (
+                    INSERT INTO {t} AS o (chunk_id, failed, attempts, last_error)
+                    SELECT id, true, 1, $3 FROM mine WHERE id NOT IN (SELECT chunk_id FROM kept)
+                    ON CONFLICT (chunk_id) DO UPDATE SET version = o.version + 1, failed = true,
+                        attempts = o.attempts + 1, last_error = EXCLUDED.last_error
+                    RETURNING chunk_id),
+                 left_over AS (SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM again) AS n)
+                 SELECT n, (SELECT pg_notify($2, '') WHERE n > 0) IS NULL FROM left_over"
+            ),
+        };
+        let mut query = sqlx::query(&sql).bind(ids(chunks)).bind(&self.name);
+        if let Settle::Failed(error) = outcome {
+            query = query.bind(error);
+        }
+        let row = query
+            .fetch_one(&mut *self.conn(op).await?)
+            .await
+            .map_err(self.err(op))?;
+        let remaining: i64 = row.try_get(0).map_err(self.err(op))?;
+        Ok(remaining.max(0) as u64)
+    }
+
+    async fn enqueue(&self, chunks: &[ChunkId]) -> Result<(), GatewayError> {
+        let op = "enqueue outbox entries";
+        if chunks.is_empty() {
             return Ok(());
         }
-        let sql = format!(
-            "UPDATE {} SET lease_until = NULL, claimed_seq = NULL, attempts = attempts + 1,
-                 last_error = $2 WHERE id = ANY($1)",
-            self.table
-        );
-        sqlx::query(&sql)
-            .bind(ids)
-            .bind(error)
-            .execute(&mut *self.conn("release outbox entries").await?)
-            .await
-            .map_err(self.store.err("release outbox entries"))?;
+        let t = &self.quoted;
+        // A write in flight on one of these ids then cannot remove the entry as its own.
+        sqlx::query(&format!(
+            "INSERT INTO {t} AS o (chunk_id) SELECT unnest($1::bigint[])
+             ON CONFLICT (chunk_id) DO UPDATE SET version = o.version + 1"
+        ))
+        .bind(ids(chunks))
+        .execute(&mut *self.conn(op).await?)
+        .await
+        .map_err(self.err(op))?;
         Ok(())
     }
 
-    async fn depth(&self) -> Result<u64, GatewayError> {
-        let sql = format!("SELECT count(*) FROM {} WHERE done_seq IS NULL", self.table);
-        let n: i64 = sqlx::query_scalar(&sql)
-            .fetch_one(&mut *self.conn("count outbox entries").await?)
-            .await
-            .map_err(self.store.err("count outbox entries"))?;
-        Ok(n as u64)
+    async fn claim(&self, limit: usize) -> Result<Vec<Claim>, GatewayError> {
+        let op = "claim outbox entries";
+        let t = &self.quoted;
+        // An entry whose lease ran out while writes were pending is taken over: its writers
+        // are presumed gone, and a late one bumps the version when it settles.
+        let rows = sqlx::query(&format!(
+            "WITH picked AS (
+                SELECT chunk_id FROM {t}
+                WHERE claimed IS NULL AND (pending = 0 OR lease_until < now())
+                ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             UPDATE {t} o SET claimed = o.version, pending = 0
+             FROM picked WHERE o.chunk_id = picked.chunk_id
+             RETURNING o.chunk_id, o.version"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *self.conn(op).await?)
+        .await
+        .map_err(self.err(op))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Claim {
+                    chunk_id: chunk_ids(vec![row.try_get(0).map_err(self.err(op))?], op)?[0],
+                    version: row.try_get(1).map_err(self.err(op))?,
+                })
+            })
+            .collect()
     }
 
-    async fn purge_done(&self) -> Result<u64, GatewayError> {
-        let t = &self.table;
-        // A done entry matters only to writers whose intent is older than its done_seq;
-        // every such writer still has a pending entry, so anything done before the oldest
-        // pending entry is irrelevant.
-        let sql = format!(
-            "DELETE FROM {t} WHERE done_seq IS NOT NULL
-               AND done_seq < COALESCE((SELECT min(id) FROM {t} WHERE done_seq IS NULL), 9223372036854775807)"
-        );
-        let done = sqlx::query(&sql)
-            .execute(&mut *self.conn("purge outbox").await?)
+    async fn complete(&self, claims: &[Claim]) -> Result<u64, GatewayError> {
+        let op = "complete outbox entries";
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let t = &self.quoted;
+        let (ids, versions): (Vec<i64>, Vec<i64>) =
+            claims.iter().map(|c| (c.chunk_id.get(), c.version)).unzip();
+        let removed: i64 = sqlx::query_scalar(&format!(
+            "WITH c AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS c(id, version)),
+             removed AS (
+                DELETE FROM {t} o USING c
+                WHERE o.chunk_id = c.id AND o.version = c.version AND o.pending = 0
+                RETURNING o.chunk_id),
+             kept AS (
+                UPDATE {t} SET claimed = NULL, failed = false, last_error = NULL
+                WHERE chunk_id = ANY($1) AND chunk_id NOT IN (SELECT chunk_id FROM removed)
+                RETURNING chunk_id)
+             SELECT (SELECT count(*) FROM removed) + 0 * (SELECT count(*) FROM kept)"
+        ))
+        .bind(ids)
+        .bind(versions)
+        .fetch_one(&mut *self.conn(op).await?)
+        .await
+        .map_err(self.err(op))?;
+        Ok(removed.max(0) as u64)
+    }
+
+    async fn release(&self, claims: &[Claim], error: &str) -> Result<(), GatewayError> {
+        let op = "release outbox entries";
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = claims.iter().map(|c| c.chunk_id.get()).collect();
+        sqlx::query(&format!(
+            "UPDATE {} SET claimed = NULL, failed = true, attempts = attempts + 1, last_error = $2
+             WHERE chunk_id = ANY($1)",
+            self.quoted
+        ))
+        .bind(ids)
+        .bind(error)
+        .execute(&mut *self.conn(op).await?)
+        .await
+        .map_err(self.err(op))?;
+        Ok(())
+    }
+
+    async fn reset_claims(&self) -> Result<(), GatewayError> {
+        let op = "reset outbox claims";
+        sqlx::query(&format!(
+            "UPDATE {} SET claimed = NULL WHERE claimed IS NOT NULL",
+            self.quoted
+        ))
+        .execute(&mut *self.conn(op).await?)
+        .await
+        .map_err(self.err(op))?;
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, GatewayError> {
+        let op = "read outbox stats";
+        let t = &self.quoted;
+        let row = sqlx::query(&format!(
+            "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8,
+                    count(*) FILTER (WHERE failed),
+                    (SELECT last_error FROM {t} WHERE last_error IS NOT NULL LIMIT 1)
+             FROM {t}"
+        ))
+        .fetch_one(&mut *self.conn(op).await?)
+        .await
+        .map_err(self.store.map_table_error(op))?;
+        let depth: i64 = row.try_get(0).map_err(self.err(op))?;
+        let lag: Option<f64> = row.try_get(1).map_err(self.err(op))?;
+        let failed: i64 = row.try_get(2).map_err(self.err(op))?;
+        Ok(OutboxStats {
+            depth: depth.max(0) as u64,
+            lag: lag.map(|s| Duration::from_secs_f64(s.max(0.0))),
+            failed: failed.max(0) as u64,
+            last_error: row.try_get(3).map_err(self.err(op))?,
+        })
+    }
+
+    async fn held(&self, chunks: &[ChunkId]) -> Result<Vec<ChunkId>, GatewayError> {
+        let op = "read outbox entries";
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT chunk_id FROM {} WHERE chunk_id = ANY($1) ORDER BY chunk_id",
+            self.quoted
+        ))
+        .bind(ids(chunks))
+        .fetch_all(&mut *self.conn(op).await?)
+        .await
+        .map_err(self.err(op))?;
+        chunk_ids(rows, op)
+    }
+
+    async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, GatewayError> {
+        let op = "relay lock";
+        let options = self.store.connect_options();
+        let connect = PgConnection::connect_with(&options);
+        let mut conn = tokio::time::timeout(self.store.config().connect_timeout, connect)
             .await
-            .map_err(self.store.err("purge outbox"))?;
-        Ok(done.rows_affected())
+            .map_err(|_| self.store.inner.seam.connect_timed_out(op))?
+            .map_err(self.err(op))?;
+        // A session lock: held while this connection lives, released by PostgreSQL when the
+        // process dies, so another process takes over.
+        let led: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(format!("vectorgate.relay.{}", self.name))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(self.err(op))?;
+        if !led {
+            conn.close().await.ok();
+            return Ok(None);
+        }
+        Ok(Some(Box::new(PgLeadership {
+            conn: Some(conn),
+            seam: self.store.inner.seam.clone(),
+        })))
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn Wakeups>, GatewayError> {
+        let op = "listen for outbox wake-ups";
+        let mut listener = PgListener::connect_with(&self.store.inner.pool)
+            .await
+            .map_err(self.err(op))?;
+        listener.listen(&self.name).await.map_err(self.err(op))?;
+        Ok(Box::new(PgWakeups {
+            listener,
+            seam: self.store.inner.seam.clone(),
+        }))
+    }
+}
+
+struct PgLeadership {
+    conn: Option<PgConnection>,
+    seam: Seam,
+}
+
+impl fmt::Debug for PgLeadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgLeadership").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Leadership for PgLeadership {
+    async fn check(&mut self) -> Result<(), GatewayError> {
+        let op = "relay lock";
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| GatewayError::misuse("relay leadership used after release"))?;
+        conn.ping().await.map_err(|e| self.seam.map(op, e))
+    }
+
+    async fn release(mut self: Box<Self>) {
+        if let Some(conn) = self.conn.take() {
+            // Closing the session releases its advisory lock.
+            conn.close().await.ok();
+        }
+    }
+}
+
+struct PgWakeups {
+    listener: PgListener,
+    seam: Seam,
+}
+
+impl fmt::Debug for PgWakeups {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgWakeups").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Wakeups for PgWakeups {
+    async fn next(&mut self) -> Result<(), GatewayError> {
+        self.listener
+            .recv()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.seam.map("listen for outbox wake-ups", e))
     }
 }

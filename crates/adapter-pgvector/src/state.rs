@@ -74,17 +74,33 @@ impl PgVectorStore {
         tx.commit().await.map_err(self.err(operation))
     }
 
-    /// Records `value` under `key` in `vectorgate_state` and returns what was recorded
-    /// before, if anything.
-    pub async fn swap_state(&self, key: &str, value: &str) -> Result<Option<String>, GatewayError> {
-        let op = "record state";
+    async fn ensure_state_table(&self, op: &'static str) -> Result<(), GatewayError> {
         self.ensure_table(
             op,
             "CREATE TABLE IF NOT EXISTS vectorgate_state (
                 key text PRIMARY KEY, value text NOT NULL,
                 updated_at timestamptz NOT NULL DEFAULT now())",
         )
-        .await?;
+        .await
+    }
+
+    /// The value recorded under `key` in `vectorgate_state`, if any.
+    pub async fn load_state(&self, key: &str) -> Result<Option<String>, GatewayError> {
+        let op = "read state";
+        self.ensure_state_table(op).await?;
+        let mut conn = self.acquire(op).await?;
+        sqlx::query_scalar(&format!("SELECT value FROM {STATE_TABLE} WHERE key = $1"))
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.err(op))
+    }
+
+    /// Records `value` under `key` in `vectorgate_state` and returns what was recorded
+    /// before, if anything.
+    pub async fn swap_state(&self, key: &str, value: &str) -> Result<Option<String>, GatewayError> {
+        let op = "record state";
+        self.ensure_state_table(op).await?;
         let mut conn = self.acquire(op).await?;
         let previous: Option<Option<String>> = sqlx::query_scalar(&format!(
             "WITH old AS (SELECT value FROM {STATE_TABLE} WHERE key = $1)

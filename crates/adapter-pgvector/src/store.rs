@@ -81,6 +81,17 @@ impl PgVectorStore {
         &self.inner.config
     }
 
+    /// Options for a connection of its own, outside the pool (the relay's lock).
+    pub(crate) fn connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        self.inner
+            .config
+            .database_url
+            .as_ref()
+            .expect("checked in new()")
+            .connect_options()
+            .application_name("vectorgate")
+    }
+
     pub(crate) fn err(&self, operation: &'static str) -> impl Fn(sqlx::Error) -> GatewayError + '_ {
         move |e| self.inner.seam.map(operation, e)
     }

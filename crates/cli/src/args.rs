@@ -73,8 +73,11 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// Compare pgvector and Milvus per tenant/project; --repair makes Milvus equal to pgvector
     Reconcile(ReconcileArgs),
-    /// Replay the dual-mode outbox: re-send to Milvus what failed to reach it
+    /// Replay the dual-mode outbox now: re-send to Milvus what failed to reach it (waits for
+    /// a service's relay when one leads)
     Sync(SyncArgs),
+    /// Run the dual-mode relay as a long-lived worker until SIGTERM or Ctrl-C
+    Relay,
     /// k-nearest-neighbour search within a tenant (and projects) through the configured mode
     Search(SearchArgs),
     /// Load records from a JSON-lines file through the gateway of the configured mode

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use vectorgate_adapter_milvus::{Consistency, MilvusStore};
+use vectorgate_adapter_milvus::MilvusStore;
 use vectorgate_adapter_pgvector::PgVectorStore;
 use vectorgate_composition::{Settings, Stores, VectorStoreMode};
 use vectorgate_domain::{ProjectId, ScanFilter, TenantId, VectorStoreGateway};
@@ -37,9 +37,14 @@ impl Ctx {
         self.settings.mode()
     }
 
-    /// The gateway of the configured mode, exactly as a service would build it.
+    /// The gateway of the configured mode, as a service would build it but without a
+    /// background relay: a one-shot command leaves what Milvus missed to the relay of a
+    /// service or of `vectorgate relay`.
     pub async fn gateway(&self) -> anyhow::Result<Arc<dyn VectorStoreGateway>> {
-        Ok(vectorgate_composition::VectorStoreFactory::build(&self.settings).await?)
+        Ok(
+            vectorgate_composition::VectorStoreFactory::build(&self.settings.with_relay(false))
+                .await?,
+        )
     }
 
     /// The pgvector store, whatever the mode (operator tools read it directly).
@@ -55,9 +60,20 @@ impl Ctx {
     /// The Milvus store reading at `Strong` consistency: checks that run right after
     /// another process wrote (reconcile after backfill) must see those writes.
     pub fn milvus_strong(&self) -> anyhow::Result<MilvusStore> {
-        let mut config = self.settings.milvus().clone();
-        config.consistency = Consistency::Strong;
-        Ok(MilvusStore::new(config)?)
+        Ok(Stores::milvus_replica(&self.settings)?)
+    }
+
+    /// The dual gateway without a background relay: commands that replay do it in the
+    /// foreground, through the same relay code.
+    pub async fn dual(
+        &self,
+    ) -> anyhow::Result<std::sync::Arc<vectorgate_composition::DualGateway>> {
+        Ok(
+            vectorgate_composition::VectorStoreFactory::build_dual(
+                &self.settings.with_relay(false),
+            )
+            .await?,
+        )
     }
 
     /// `host:port` of PostgreSQL (never credentials), for messages.

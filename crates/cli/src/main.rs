@@ -8,7 +8,6 @@
 mod args;
 mod commands;
 mod context;
-mod drift;
 mod output;
 mod progress;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{Fixture, DIM};
-use vectorgate_domain::outbox::{Intent, Outbox};
+use vectorgate_domain::outbox::Outbox;
 use vectorgate_domain::{DeleteRequest, Embedding, ScanFilter, VectorRecord, VectorStoreGateway};
 use vectorgate_testkit::{chunk, generate_records, milvus_tests_enabled, DataShape};
 
@@ -411,13 +411,19 @@ fn reconcile_reports_injected_drift_exactly_and_repair_removes_it() {
     run.success();
     let report = run.json();
     assert_eq!(report["equal"], true);
-    let mut upserted = ids(&report["repair"]["upserted"]);
-    upserted.sort();
-    let mut expected_upserts = expected_missing.clone();
-    expected_upserts.push(changed.chunk_id.get());
-    expected_upserts.sort();
-    assert_eq!(upserted, expected_upserts);
-    assert_eq!(ids(&report["repair"]["deleted"]), extra_ids.to_vec());
+    // Every drifted id went to the relay: missing and changed ones were copied from
+    // pgvector, the Milvus-only ones removed.
+    let replayed = ids(&report["repair"]["replayed"]);
+    let mut expected = expected_missing.clone();
+    expected.push(changed.chunk_id.get());
+    expected.extend(extra_ids.iter().copied());
+    expected.sort();
+    assert_eq!(replayed, expected);
+    assert_eq!(
+        report["repair"]["upserted"],
+        expected_missing.len() as u64 + 1
+    );
+    assert_eq!(report["repair"]["deleted"], extra_ids.len() as u64);
     assert_eq!(report["after_repair"]["equal"], true);
 
     // A second run finds nothing, and Milvus is exactly pgvector.
@@ -449,17 +455,15 @@ fn sync_replays_the_outbox_and_metrics_are_printed() {
     fx.runtime.block_on(async {
         let outbox = pg.outbox(&fx.outbox()).unwrap();
         outbox.bootstrap().await.unwrap();
-        outbox
-            .record(&Intent::upsert(rest), Duration::ZERO)
-            .await
-            .unwrap();
+        let ids: Vec<_> = rest.iter().map(|r| r.chunk_id).collect();
+        outbox.record(&ids, Duration::ZERO).await.unwrap();
     });
     assert_eq!(milvus_rows(&fx).len(), first.len());
 
     let run = fx.run("dual", &["sync", "--json"]);
     run.success();
     let report = run.json();
-    assert_eq!(report["entries_replayed"], 1, "{report}");
+    assert_eq!(report["entries_replayed"], rest.len(), "{report}");
     assert_eq!(report["upserted"], rest.len(), "{report}");
     assert_eq!(report["remaining"], 0, "{report}");
     assert_eq!(milvus_rows(&fx), rows);

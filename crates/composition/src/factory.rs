@@ -15,9 +15,9 @@ use vectorgate_domain::outbox::Outbox;
 use vectorgate_domain::{GatewayError, VectorStoreGateway};
 
 use crate::dual::{DualGateway, DualStores};
-use crate::mode::{record_mode, ModeState};
+use crate::mode::{record_mode, StateTable};
 use crate::observability::Instrumented;
-use crate::rows::StoreRows;
+use crate::rows::{Replica, Source};
 use crate::schema_gate::{SchemaOnFirstUse, SchemaSetup};
 use crate::settings::{Settings, VectorStoreMode};
 use crate::stores::Stores;
@@ -26,10 +26,10 @@ use crate::stores::Stores;
 #[derive(Clone)]
 pub(crate) struct PgParts {
     pub(crate) gateway: Arc<dyn VectorStoreGateway>,
-    pub(crate) rows: Arc<dyn StoreRows>,
+    pub(crate) source: Arc<dyn Source>,
     /// Not bootstrapped; the factory bootstraps it in dual mode only.
     pub(crate) outbox: Arc<dyn Outbox>,
-    pub(crate) mode_state: Arc<dyn ModeState>,
+    pub(crate) state: Arc<dyn StateTable>,
 }
 
 impl std::fmt::Debug for PgParts {
@@ -45,7 +45,8 @@ impl std::fmt::Debug for PgParts {
 #[derive(Clone)]
 pub(crate) struct MilvusParts {
     pub(crate) gateway: Arc<dyn VectorStoreGateway>,
-    pub(crate) rows: Arc<dyn StoreRows>,
+    /// Reads at Strong consistency (the relay's comparisons must see every write).
+    pub(crate) replica: Arc<dyn Replica>,
     pub(crate) schema: Arc<dyn SchemaSetup>,
 }
 
@@ -74,8 +75,8 @@ impl StoreProvider for AdapterProvider {
         store.bootstrap().await?;
         Ok(PgParts {
             outbox: Arc::new(store.outbox(&settings.dual().outbox_table)?),
-            mode_state: Arc::new(store.clone()),
-            rows: Arc::new(store.clone()),
+            state: Arc::new(store.clone()),
+            source: Arc::new(store.clone()),
             gateway: Arc::new(store),
         })
     }
@@ -83,7 +84,7 @@ impl StoreProvider for AdapterProvider {
     async fn milvus(&self, settings: &Settings) -> Result<MilvusParts, GatewayError> {
         let store = Stores::milvus_store(settings)?;
         Ok(MilvusParts {
-            rows: Arc::new(store.clone()),
+            replica: Arc::new(Stores::milvus_replica(settings)?),
             schema: Arc::new(store.clone()),
             gateway: Arc::new(store),
         })
@@ -100,7 +101,8 @@ impl VectorStoreFactory {
         Self::build_with(settings, &AdapterProvider).await
     }
 
-    /// The dual gateway itself (for `sync` and tests), whatever `settings.mode` says.
+    /// The dual gateway itself (for the operator tools and tests), whatever
+    /// `settings.mode` says; its relay runs when the settings say so (`DUAL_RELAY`).
     pub async fn build_dual(settings: &Settings) -> Result<Arc<DualGateway>, GatewayError> {
         Self::build_dual_with(settings, &AdapterProvider).await
     }
@@ -113,7 +115,7 @@ impl VectorStoreFactory {
         let gateway: Arc<dyn VectorStoreGateway> = match settings.mode() {
             VectorStoreMode::Pgvector => {
                 let pg = provider.pgvector(settings).await?;
-                record_mode(settings, Some(pg.mode_state.as_ref())).await;
+                record_mode(settings, Some(pg.state.as_ref())).await;
                 Instrumented::wrap(pg.gateway)
             }
             VectorStoreMode::Milvus => {
@@ -148,17 +150,17 @@ impl VectorStoreFactory {
                     store = "milvus",
                     error = %err,
                     "dual mode starts without Milvus: its writes go to the outbox until Milvus \
-                     is reached, then its collection is created or verified on first use; \
-                     run `vectorgate sync` once it is back"
+                     is reached, then its collection is created or verified on first use and \
+                     the relay replays what it missed"
                 );
                 let gated = Arc::new(SchemaOnFirstUse::new(
                     milvus.gateway,
-                    milvus.rows,
+                    milvus.replica,
                     milvus.schema.clone(),
                 ));
                 MilvusParts {
                     gateway: gated.clone(),
-                    rows: gated,
+                    replica: gated,
                     schema: milvus.schema,
                 }
             }
@@ -166,21 +168,22 @@ impl VectorStoreFactory {
         };
         pg.outbox.bootstrap().await?;
         if settings.mode() == VectorStoreMode::Dual {
-            record_mode(settings, Some(pg.mode_state.as_ref())).await;
+            record_mode(settings, Some(pg.state.as_ref())).await;
         }
         let dual = DualGateway::new(
             DualStores {
                 pgvector: Instrumented::wrap(pg.gateway),
-                pgvector_rows: pg.rows,
                 milvus: Instrumented::wrap(milvus.gateway),
-                milvus_rows: milvus.rows,
+                source: pg.source,
+                replica: milvus.replica,
                 outbox: pg.outbox,
+                state: pg.state,
             },
             settings.dual().clone(),
         );
-        // Sets the outbox gauge from the table at start-up.
-        if let Err(err) = dual.outbox_depth().await {
-            tracing::warn!(error = %err, "could not read the outbox depth");
+        // Sets the outbox gauges from the table at start-up.
+        if let Err(err) = dual.outbox_stats().await {
+            tracing::warn!(error = %err, "could not read the outbox stats");
         }
         Ok(Arc::new(dual))
     }
@@ -188,34 +191,14 @@ impl VectorStoreFactory {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
 
     use vectorgate_domain::{Dimension, Metric, MockVectorStoreGateway};
 
     use super::*;
     use crate::test_support::CapturedLogs;
-    use crate::testing::{MemoryOutbox, MemoryStore};
+    use crate::testing::{MemoryOutbox, MemoryState, MemoryStore};
     use vectorgate_domain::{ChunkId, StoreKind, VectorRecord};
-
-    #[derive(Default)]
-    struct MemoryModeState(Mutex<HashMap<String, String>>);
-
-    #[async_trait]
-    impl ModeState for MemoryModeState {
-        async fn swap(
-            &self,
-            key: &str,
-            mode: VectorStoreMode,
-        ) -> Result<Option<String>, GatewayError> {
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .insert(key.to_string(), mode.as_str().to_string()))
-        }
-    }
 
     /// Counts which stores the factory asks for. Its stores are mocks with no
     /// expectations: any call on them (a connection, in real life) panics the test.
@@ -224,7 +207,7 @@ mod tests {
         pgvector_built: AtomicUsize,
         milvus_built: AtomicUsize,
         outbox: Arc<MemoryOutbox>,
-        state: Arc<MemoryModeState>,
+        state: Arc<MemoryState>,
     }
 
     fn silent_mock(kind: StoreKind) -> Arc<MockVectorStoreGateway> {
@@ -241,13 +224,13 @@ mod tests {
             self.pgvector_built.fetch_add(1, Ordering::SeqCst);
             Ok(PgParts {
                 gateway: silent_mock(StoreKind::Pgvector),
-                rows: Arc::new(MemoryStore::new(
+                source: Arc::new(MemoryStore::new(
                     StoreKind::Pgvector,
                     Dimension::new(8).unwrap(),
                     Metric::Ip,
                 )),
                 outbox: self.outbox.clone(),
-                mode_state: self.state.clone(),
+                state: self.state.clone(),
             })
         }
 
@@ -255,7 +238,7 @@ mod tests {
             self.milvus_built.fetch_add(1, Ordering::SeqCst);
             Ok(MilvusParts {
                 gateway: silent_mock(StoreKind::Milvus),
-                rows: Arc::new(MemoryStore::new(
+                replica: Arc::new(MemoryStore::new(
                     StoreKind::Milvus,
                     Dimension::new(8).unwrap(),
                     Metric::Ip,
@@ -296,7 +279,7 @@ mod tests {
         milvus: Arc<MemoryStore>,
         schema: Arc<FakeSchema>,
         outbox: Arc<MemoryOutbox>,
-        state: Arc<MemoryModeState>,
+        state: Arc<MemoryState>,
     }
 
     impl MemoryProvider {
@@ -309,15 +292,16 @@ mod tests {
                 ))
             };
             let milvus = store(StoreKind::Milvus);
+            let pgvector = store(StoreKind::Pgvector);
             Self {
-                pgvector: store(StoreKind::Pgvector),
+                outbox: Arc::new(MemoryOutbox::beside(pgvector.clone())),
+                pgvector,
                 schema: Arc::new(FakeSchema {
                     store: Some(milvus.clone()),
                     error: schema_error,
                     calls: AtomicUsize::new(0),
                 }),
                 milvus,
-                outbox: Arc::default(),
                 state: Arc::default(),
             }
         }
@@ -328,16 +312,16 @@ mod tests {
         async fn pgvector(&self, _settings: &Settings) -> Result<PgParts, GatewayError> {
             Ok(PgParts {
                 gateway: self.pgvector.clone(),
-                rows: self.pgvector.clone(),
+                source: self.pgvector.clone(),
                 outbox: self.outbox.clone(),
-                mode_state: self.state.clone(),
+                state: self.state.clone(),
             })
         }
 
         async fn milvus(&self, _settings: &Settings) -> Result<MilvusParts, GatewayError> {
             Ok(MilvusParts {
                 gateway: self.milvus.clone(),
-                rows: self.milvus.clone(),
+                replica: self.milvus.clone(),
                 schema: self.schema.clone(),
             })
         }
@@ -365,6 +349,8 @@ mod tests {
                 "DATABASE_URL".to_string(),
                 "postgres://u@127.0.0.1:1/db".to_string(),
             ),
+            // The tests replay with sync(); no relay in the background.
+            ("DUAL_RELAY".to_string(), "off".to_string()),
         ])
         .unwrap()
     }
@@ -442,7 +428,11 @@ mod tests {
         dual.flush_background().await;
         assert_eq!(provider.pgvector.snapshot().len(), 3);
         assert!(provider.milvus.snapshot().is_empty());
-        assert_eq!(provider.outbox.pending().len(), 1);
+        assert_eq!(
+            provider.outbox.pending().len(),
+            3,
+            "every id written while down"
+        );
         assert_eq!(
             provider.schema.calls.load(Ordering::SeqCst),
             2,

@@ -12,6 +12,7 @@
 //! # let _ = gateway; Ok(()) }
 //! ```
 
+mod drift;
 mod dual;
 mod factory;
 mod mode;
@@ -23,6 +24,7 @@ mod stores;
 #[cfg(test)]
 mod testing;
 
+pub use drift::{max_abs_diff, Difference, DriftReport, GroupDrift, Totals};
 pub use dual::{DualGateway, SyncReport};
 pub use factory::VectorStoreFactory;
 pub use observability::install_prometheus_recorder;

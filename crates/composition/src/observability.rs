@@ -6,7 +6,11 @@
 //!   error kind: `invalid_input`, `unavailable`, `schema_mismatch`, `backend`, `configuration`)
 //! - `vector_store_operation_seconds{store,operation}` (histogram)
 //! - `vector_store_dual_failures_total{operation}` (counter; a Milvus write failed in dual mode)
-//! - `vector_store_outbox_depth` (gauge; pending outbox entries)
+//! - `vector_store_outbox_depth` (gauge; outbox entries: chunk ids Milvus may lack)
+//! - `vector_store_relay_lag_seconds` (gauge; age of the oldest outbox entry)
+//! - `vector_store_relay_replayed_rows_total{action}` (counter; `upsert` or `delete`)
+//! - `vector_store_relay_failures_total` (counter; relay passes that failed)
+//! - `vector_store_drift_rows_total` (counter; rows the periodic reconcile found differing)
 //! - `vector_store_shadow_read_overlap` (histogram; top-k overlap of shadow reads, 0..1)
 
 use std::future::Future;
@@ -25,6 +29,10 @@ pub const OPERATIONS_TOTAL: &str = "vector_store_operations_total";
 pub const OPERATION_SECONDS: &str = "vector_store_operation_seconds";
 pub const DUAL_FAILURES_TOTAL: &str = "vector_store_dual_failures_total";
 pub const OUTBOX_DEPTH: &str = "vector_store_outbox_depth";
+pub const RELAY_LAG_SECONDS: &str = "vector_store_relay_lag_seconds";
+pub const RELAY_REPLAYED_ROWS_TOTAL: &str = "vector_store_relay_replayed_rows_total";
+pub const RELAY_FAILURES_TOTAL: &str = "vector_store_relay_failures_total";
+pub const DRIFT_ROWS_TOTAL: &str = "vector_store_drift_rows_total";
 pub const SHADOW_READ_OVERLAP: &str = "vector_store_shadow_read_overlap";
 
 /// The `outcome` label of an error.

@@ -1,75 +1,79 @@
-//! Row access beyond the port that `sync` needs from both stores, and its implementation
-//! on the two adapters.
+//! What dual mode needs from each store beyond the port: pgvector as the [`Source`] of
+//! truth (rows by id, pages by id) and Milvus as the [`Replica`] the relay copies into
+//! (rows put and removed by id whatever their tenant, ranges read at Strong consistency).
 
 use async_trait::async_trait;
 use vectorgate_adapter_milvus::MilvusStore;
 use vectorgate_adapter_pgvector::PgVectorStore;
-use vectorgate_domain::{ChunkId, GatewayError, ProjectId, ScanFilter, TenantId, VectorRecord};
+use vectorgate_domain::{ChunkId, GatewayError, ScanFilter, VectorRecord, VectorStoreGateway};
 
-/// Where a row lives (the non-vector columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RowKey {
-    pub chunk_id: ChunkId,
-    pub tenant_id: TenantId,
-    pub project_id: ProjectId,
-}
-
-impl From<&VectorRecord> for RowKey {
-    fn from(r: &VectorRecord) -> Self {
-        Self {
-            chunk_id: r.chunk_id,
-            tenant_id: r.tenant_id,
-            project_id: r.project_id,
-        }
-    }
-}
-
-/// Reads of whole rows by id and of a scope's keys.
+/// The authoritative rows.
 #[async_trait]
-pub trait StoreRows: Send + Sync {
+pub trait Source: Send + Sync {
     /// The rows with these ids that exist (any tenant), in no particular order.
     async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError>;
 
-    /// Keys of every row matching `filter`, ascending by chunk id (no vectors).
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError>;
+    /// Up to `limit` rows with `chunk_id > after`, ascending.
+    async fn page(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<VectorRecord>, GatewayError>;
+}
+
+/// The copy the relay keeps equal to the source.
+#[async_trait]
+pub trait Replica: Send + Sync {
+    async fn put(&self, rows: &[VectorRecord]) -> Result<u64, GatewayError>;
+
+    /// Removes these ids, whatever tenant holds them.
+    async fn remove(&self, ids: &[ChunkId]) -> Result<u64, GatewayError>;
+
+    /// Every row with `from <= chunk_id <= to`, read so that every acknowledged write is
+    /// seen (Strong consistency).
+    async fn range(&self, from: ChunkId, to: ChunkId) -> Result<Vec<VectorRecord>, GatewayError>;
 }
 
 #[async_trait]
-impl StoreRows for PgVectorStore {
+impl Source for PgVectorStore {
     async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
         PgVectorStore::fetch(self, ids).await
     }
 
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError> {
-        let mut keys = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.scan(filter, after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.chunk_id);
-            keys.extend(page.iter().map(RowKey::from));
-        }
-        Ok(keys)
+    async fn page(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.scan(ScanFilter::all(), after, limit).await
     }
 }
 
+/// The Milvus store used as a replica must read at Strong consistency: the factory builds
+/// it so (see `Stores::milvus_replica`).
 #[async_trait]
-impl StoreRows for MilvusStore {
-    async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
-        MilvusStore::fetch(self, ids).await
+impl Replica for MilvusStore {
+    async fn put(&self, rows: &[VectorRecord]) -> Result<u64, GatewayError> {
+        self.upsert_vectors(rows).await
     }
 
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError> {
-        let rows = self
-            .scan_range(filter, ChunkId::new(0)?, ChunkId::new(i64::MAX)?, false)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RowKey {
-                chunk_id: r.chunk_id,
-                tenant_id: r.tenant_id,
-                project_id: r.project_id,
+    async fn remove(&self, ids: &[ChunkId]) -> Result<u64, GatewayError> {
+        self.delete_ids(ids).await
+    }
+
+    async fn range(&self, from: ChunkId, to: ChunkId) -> Result<Vec<VectorRecord>, GatewayError> {
+        let rows = self.scan_range(ScanFilter::all(), from, to, true).await?;
+        rows.into_iter()
+            .map(|row| {
+                let id = row.chunk_id;
+                row.into_record().ok_or_else(|| {
+                    GatewayError::backend(
+                        vectorgate_domain::StoreKind::Milvus,
+                        "scan",
+                        format!("chunk {id} came back without its vector"),
+                    )
+                })
             })
-            .collect())
+            .collect()
     }
 }

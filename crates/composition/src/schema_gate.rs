@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use vectorgate_domain::{
-    ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, ScanFilter, SearchHit,
-    SearchRequest, StoreKind, VectorRecord, VectorStoreGateway,
+    ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, SearchHit, SearchRequest,
+    StoreKind, VectorRecord, VectorStoreGateway,
 };
 
-use crate::rows::{RowKey, StoreRows};
+use crate::rows::Replica;
 
 /// Creates or verifies a store's schema (the Milvus collection, its index and load state).
 #[async_trait]
@@ -34,14 +34,14 @@ impl SchemaSetup for vectorgate_adapter_milvus::MilvusStore {
 
 /// A store whose schema is ensured before its first operation that reaches the server.
 ///
-/// Data operations (`upsert_vectors`, `delete_vectors`, `search`, and the row reads of
-/// `sync`) first ensure the schema; `health` and `close` go straight through (health
+/// Data operations (`upsert_vectors`, `delete_vectors`, `search`, and the relay's replica
+/// calls) first ensure the schema; `health` and `close` go straight through (health
 /// reports a missing collection itself). Attempts do not queue: while one call is ensuring
 /// the schema, concurrent calls fail fast with `Unavailable` rather than wait for a
 /// connect timeout each, which would add up on the caller's path.
 pub struct SchemaOnFirstUse {
     gateway: Arc<dyn VectorStoreGateway>,
-    rows: Arc<dyn StoreRows>,
+    replica: Arc<dyn Replica>,
     schema: Arc<dyn SchemaSetup>,
     ready: AtomicBool,
     attempt: tokio::sync::Mutex<()>,
@@ -59,12 +59,12 @@ impl std::fmt::Debug for SchemaOnFirstUse {
 impl SchemaOnFirstUse {
     pub fn new(
         gateway: Arc<dyn VectorStoreGateway>,
-        rows: Arc<dyn StoreRows>,
+        replica: Arc<dyn Replica>,
         schema: Arc<dyn SchemaSetup>,
     ) -> Self {
         Self {
             gateway,
-            rows,
+            replica,
             schema,
             ready: AtomicBool::new(false),
             attempt: tokio::sync::Mutex::new(()),
@@ -96,7 +96,7 @@ impl SchemaOnFirstUse {
         tracing::info!(
             store = %store,
             "{store} reached: schema created or verified; writes reach it again \
-             (run `vectorgate sync` to replay what the outbox holds)"
+             (the relay replays what the outbox holds)"
         );
         Ok(())
     }
@@ -137,15 +137,20 @@ impl VectorStoreGateway for SchemaOnFirstUse {
 }
 
 #[async_trait]
-impl StoreRows for SchemaOnFirstUse {
-    async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+impl Replica for SchemaOnFirstUse {
+    async fn put(&self, rows: &[VectorRecord]) -> Result<u64, GatewayError> {
         self.ready().await?;
-        self.rows.fetch(ids).await
+        self.replica.put(rows).await
     }
 
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError> {
+    async fn remove(&self, ids: &[ChunkId]) -> Result<u64, GatewayError> {
         self.ready().await?;
-        self.rows.scope_keys(filter).await
+        self.replica.remove(ids).await
+    }
+
+    async fn range(&self, from: ChunkId, to: ChunkId) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.ready().await?;
+        self.replica.range(from, to).await
     }
 }
 

@@ -1,14 +1,10 @@
 //! The concrete stores, for the CLI's operator commands (backfill, reconcile, health,
 //! collection) that need more than the port.
 
-use std::sync::Arc;
-
 use vectorgate_adapter_milvus::MilvusStore;
 use vectorgate_adapter_pgvector::PgVectorStore;
 use vectorgate_domain::GatewayError;
 
-use crate::dual::{DualGateway, DualStores};
-use crate::observability::Instrumented;
 use crate::settings::Settings;
 
 /// The stores of a configuration. Construction does no I/O.
@@ -50,6 +46,14 @@ impl Stores {
         MilvusStore::new(settings.milvus().clone())
     }
 
+    /// The Milvus store reading at Strong consistency: comparisons that run right after
+    /// writes of any process (the relay's reconcile, `vectorgate reconcile`) must see them.
+    pub fn milvus_replica(settings: &Settings) -> Result<MilvusStore, GatewayError> {
+        let mut config = settings.milvus().clone();
+        config.consistency = vectorgate_adapter_milvus::Consistency::Strong;
+        MilvusStore::new(config)
+    }
+
     /// The pgvector store, or a configuration error naming `DATABASE_URL`.
     pub fn require_pgvector(&self) -> Result<&PgVectorStore, GatewayError> {
         self.pgvector.as_ref().ok_or_else(|| {
@@ -70,24 +74,6 @@ impl Stores {
                 "milvus or dual (this command needs Milvus)",
             )
         })
-    }
-
-    /// The dual gateway over these two stores (no I/O; build through the factory to create
-    /// the outbox table).
-    pub fn dual_gateway(&self, settings: &Settings) -> Result<DualGateway, GatewayError> {
-        let pg = self.require_pgvector()?.clone();
-        let milvus = self.require_milvus()?.clone();
-        let outbox = pg.outbox(&settings.dual().outbox_table)?;
-        Ok(DualGateway::new(
-            DualStores {
-                pgvector: Instrumented::wrap(Arc::new(pg.clone())),
-                pgvector_rows: Arc::new(pg),
-                milvus: Instrumented::wrap(Arc::new(milvus.clone())),
-                milvus_rows: Arc::new(milvus),
-                outbox: Arc::new(outbox),
-            },
-            settings.dual().clone(),
-        ))
     }
 }
 

@@ -22,8 +22,8 @@ use vectorgate_composition::{
     VectorStoreMode,
 };
 use vectorgate_domain::{
-    ChunkId, DeleteRequest, Dimension, Embedding, Metric, ScanFilter, SearchRequest, SearchScope,
-    TopK, VectorRecord, VectorStoreGateway,
+    ChunkId, DeleteRequest, Embedding, Metric, ScanFilter, SearchRequest, SearchScope, TopK,
+    VectorRecord, VectorStoreGateway,
 };
 use vectorgate_testkit::{
     exact_top_k, generate_queries, generate_records, milvus_tests_enabled, project, tenant,
@@ -49,6 +49,8 @@ fn builder(metric: Metric, milvus_host: &str, milvus_port: u16) -> SettingsBuild
         .set(&vars::MILVUS_INDEX_NLIST, 16)
         .set(&vars::MILVUS_SEARCH_NPROBE, 16)
         .set(&vars::MILVUS_CONSISTENCY, Consistency::Strong)
+        // The tests replay with sync() unless they test the relay itself.
+        .set(&vars::DUAL_RELAY, "off")
 }
 
 fn settings(metric: Metric, milvus_host: &str, milvus_port: u16) -> Settings {
@@ -178,7 +180,7 @@ async fn dual_round_trip_keeps_both_stores_equal() {
     assert!(!in_pg.iter().any(|r| r.chunk_id == records[1].chunk_id));
     // Overlapping writes may conservatively keep their intents (see dual.rs); a sync must
     // then replay them without changing anything and leave the outbox empty.
-    if dual.outbox_depth().await.unwrap() > 0 {
+    if dual.outbox_stats().await.unwrap().depth > 0 {
         let report = dual.sync().await.unwrap();
         assert_eq!(report.entries_failed, 0, "{report:?}");
         assert_eq!(
@@ -187,7 +189,7 @@ async fn dual_round_trip_keeps_both_stores_equal() {
             "sync changed agreeing stores"
         );
     }
-    assert_eq!(dual.outbox_depth().await.unwrap(), 0);
+    assert_eq!(dual.outbox_stats().await.unwrap().depth, 0);
 
     // Reads: pgvector by default; the same top hits through Milvus.
     let query = SearchRequest::new(
@@ -490,7 +492,11 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
             .expect("a dual write succeeds before Milvus was ever reached");
     }
     dual.flush_background().await;
-    assert_eq!(dual.outbox_depth().await.unwrap(), 1);
+    assert_eq!(
+        dual.outbox_stats().await.unwrap().depth,
+        50,
+        "one entry per id"
+    );
 
     // Milvus comes up: the next write creates the collection and reaches it.
     server.start_until_ready(&settings, 3).await;
@@ -499,8 +505,8 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
     }
     dual.flush_background().await;
     assert_eq!(
-        dual.outbox_depth().await.unwrap(),
-        1,
+        dual.outbox_stats().await.unwrap().depth,
+        50,
         "writes after Milvus came up reached it"
     );
     let milvus = MilvusStore::new(settings.milvus().clone()).unwrap();
@@ -517,9 +523,9 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         written_while_down += n;
         dual.flush_background().await;
         assert_eq!(
-            dual.outbox_depth().await.unwrap(),
-            i as u64 + 2,
-            "one outbox entry per write Milvus missed"
+            dual.outbox_stats().await.unwrap().depth,
+            50 * (i as u64 + 2),
+            "one outbox entry per id Milvus missed"
         );
     }
     assert_eq!(written_while_down, 300);
@@ -541,7 +547,11 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         .await
         .unwrap();
     dual.flush_background().await;
-    assert_eq!(dual.outbox_depth().await.unwrap(), 10);
+    assert_eq!(
+        dual.outbox_stats().await.unwrap().depth,
+        350,
+        "the deleted and moved ids were pending already: one entry each"
+    );
 
     server.start_until_ready(&settings, 3).await;
     // Later writes reach Milvus again.

@@ -1,224 +1,115 @@
-//! The dual-mode outbox port: durable write intents, replayed into Milvus by `sync`.
+//! The dual-mode outbox port: one entry per chunk id whose Milvus copy may differ from
+//! pgvector, until the relay (or, for an uncontended write, the writer itself) has made
+//! the two equal.
 //!
-//! The composition crate's dual gateway drives it; the pgvector adapter implements it in
-//! PostgreSQL. An entry is *pending* or *done*; claims and completions are ordered on one
-//! sequence with the intents' ids, so comparing them orders events in time across
-//! processes.
+//! The protocol, and why it converges, is in `docs/dual-mode.md`. In short: a writer
+//! records its ids before touching either store and settles them after; an entry that
+//! only one uncontended, successful write touched is removed by that writer, every other
+//! entry is replayed by the single relay, which copies pgvector's row as it is then.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use strum::{EnumString, IntoStaticStr};
 
-use crate::{ChunkId, DeleteRequest, GatewayError, ProjectId, StoreKind, TenantId, VectorRecord};
+use crate::{ChunkId, DeleteRequest, GatewayError};
 
-/// Id of an outbox entry (also its position in time, see the module docs).
-pub type IntentId = i64;
-
-/// What a dual write did, as far as `sync` needs to know to replay it. Stored in the
-/// outbox's `op` column by its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr)]
-#[strum(
-    serialize_all = "snake_case",
-    parse_err_ty = GatewayError,
-    parse_err_fn = unknown_op
-)]
-pub enum IntentOp {
-    Upsert,
-    /// Delete of listed chunk ids.
-    DeleteChunks,
-    /// Delete of every chunk of a tenant, or of one project of it.
-    DeleteScope,
-}
-
-fn unknown_op(op: &str) -> GatewayError {
-    GatewayError::backend(
-        StoreKind::Dual,
-        "read outbox",
-        format!("unknown outbox op {op:?}"),
-    )
-}
-
-impl IntentOp {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
-/// The ids a dual write touches. Replay never needs the vectors: `sync` copies pgvector's
-/// *current* rows for these ids (or scope), whatever happened since.
+/// How a recorded write ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Intent {
-    pub op: IntentOp,
-    /// Tenants the write names (for scope deletes: the one tenant of the scope).
-    pub tenant_ids: Vec<TenantId>,
-    /// Chunk ids (empty for scope deletes).
-    pub chunk_ids: Vec<ChunkId>,
-    /// The project of a project-scope delete.
-    pub project_id: Option<ProjectId>,
+pub enum Settle {
+    /// Both stores applied it.
+    Applied,
+    /// A store failed (the error, for the operator); the relay must replay the ids.
+    Failed(String),
 }
 
-impl Intent {
-    pub fn upsert(records: &[VectorRecord]) -> Self {
-        let mut tenants: Vec<TenantId> = records.iter().map(|r| r.tenant_id).collect();
-        tenants.sort();
-        tenants.dedup();
-        Self {
-            op: IntentOp::Upsert,
-            tenant_ids: tenants,
-            chunk_ids: records.iter().map(|r| r.chunk_id).collect(),
-            project_id: None,
-        }
-    }
-
-    /// A chunk delete restricted to projects is recorded like any chunk delete: replay
-    /// copies pgvector's state for the ids rather than re-running the request.
-    pub fn delete(request: &DeleteRequest) -> Self {
-        match request {
-            DeleteRequest::Chunks {
-                tenant_id,
-                chunk_ids,
-                ..
-            } => Self {
-                op: IntentOp::DeleteChunks,
-                tenant_ids: vec![*tenant_id],
-                chunk_ids: chunk_ids.clone(),
-                project_id: None,
-            },
-            DeleteRequest::Project {
-                tenant_id,
-                project_id,
-            } => Self {
-                op: IntentOp::DeleteScope,
-                tenant_ids: vec![*tenant_id],
-                chunk_ids: Vec::new(),
-                project_id: Some(*project_id),
-            },
-            DeleteRequest::Tenant { tenant_id } => Self {
-                op: IntentOp::DeleteScope,
-                tenant_ids: vec![*tenant_id],
-                chunk_ids: Vec::new(),
-                project_id: None,
-            },
-        }
-    }
-
-    /// Whether two writes could reach the stores in different orders with a different
-    /// result: they share a chunk id, or one deletes a scope of a tenant the other names.
-    pub fn overlaps(&self, other: &Intent) -> bool {
-        if self.op == IntentOp::DeleteScope || other.op == IntentOp::DeleteScope {
-            return self.tenant_ids.iter().any(|t| other.tenant_ids.contains(t));
-        }
-        self.chunk_ids.iter().any(|c| other.chunk_ids.contains(c))
-    }
-
-    /// The scope of a scope delete as a delete request (None for chunk intents).
-    pub fn scope_request(&self) -> Option<DeleteRequest> {
-        if self.op != IntentOp::DeleteScope {
-            return None;
-        }
-        let tenant = *self.tenant_ids.first()?;
-        Some(match self.project_id {
-            Some(project) => DeleteRequest::project(tenant, project),
-            None => DeleteRequest::tenant(tenant),
-        })
-    }
+/// A relay's hold on one entry: the entry's version when it was claimed. Completing the
+/// claim removes the entry only if no write touched the id since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub chunk_id: ChunkId,
+    pub version: i64,
 }
 
-/// A pending entry handed to `sync`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxEntry {
-    pub id: IntentId,
-    pub intent: Intent,
-    pub attempts: u32,
+/// The outbox as an operator watches it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OutboxStats {
+    /// Entries (distinct chunk ids) not yet known to be equal in both stores.
+    pub depth: u64,
+    /// Age of the oldest entry: how far Milvus may be behind pgvector.
+    pub lag: Option<Duration>,
+    /// Entries whose last write or replay failed.
+    pub failed: u64,
+    /// The error of the most recent failure, when there is one.
     pub last_error: Option<String>,
 }
 
-/// What happened to an intent when both stores succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Completion {
-    /// No concurrent write or sync could have reordered ours: the entry is gone.
-    Removed,
-    /// A concurrent overlapping write or a sync touched the same ids: the entry stays
-    /// pending so that `sync` replays pgvector's final state.
-    KeptForReplay,
+/// Being the one relay of an outbox across processes; dropped or released, another
+/// process may take over.
+#[async_trait]
+pub trait Leadership: Send + Sync + fmt::Debug {
+    /// Fails when the leadership was lost (its connection broke): the relay must stop.
+    async fn check(&mut self) -> Result<(), GatewayError>;
+    /// Gives the leadership up.
+    async fn release(self: Box<Self>);
 }
 
-/// Durable write intents (the pgvector adapter's `PgOutbox`; the composition crate has an
-/// in-memory twin for unit tests).
+/// Wake-ups sent by writers of any process when they leave work for the relay.
+#[async_trait]
+pub trait Wakeups: Send + fmt::Debug {
+    /// Waits for the next wake-up.
+    async fn next(&mut self) -> Result<(), GatewayError>;
+}
+
+/// Durable write intents, one entry per chunk id (the pgvector adapter's `PgOutbox`; the
+/// composition crate has an in-memory twin for unit tests).
 #[async_trait]
 pub trait Outbox: Send + Sync + fmt::Debug {
-    /// Creates the table if missing (idempotent). The factory calls it in dual mode only.
+    /// Creates the table if missing (idempotent, safe for processes starting together).
     async fn bootstrap(&self) -> Result<(), GatewayError>;
 
-    /// Records an intent before any store is written (one autocommit round trip). The
-    /// writer owns it for `lease`: `sync` leaves it alone until then.
-    async fn record(&self, intent: &Intent, lease: Duration) -> Result<IntentId, GatewayError>;
+    /// A write of these ids is about to start; nothing is written to either store before
+    /// this returns. The writer holds the ids for `lease`: the relay leaves them alone until
+    /// the writer settles or the lease runs out.
+    async fn record(&self, ids: &[ChunkId], lease: Duration) -> Result<(), GatewayError>;
 
-    /// Both stores applied the write: remove the entry unless a conflicting write or sync
-    /// happened meanwhile (then it is kept pending, or re-created if a sync finished it).
-    ///
-    /// `not_concurrent` lists unclaimed entries of this process known not to have been in
-    /// flight at the same time as this write (one finished its store writes before the other
-    /// recorded its intent); they cannot have been reordered with it and are not conflicts.
-    async fn complete(
+    /// Deletes a whole project or tenant from pgvector and records every deleted id, in one
+    /// transaction; returns those ids (held for `lease`, as by `record`).
+    async fn delete_scope(
         &self,
-        id: IntentId,
-        intent: &Intent,
-        not_concurrent: &[IntentId],
-    ) -> Result<Completion, GatewayError>;
-
-    /// A store failed: the entry stays pending, released for `sync` at once.
-    async fn fail(&self, id: IntentId, error: &str) -> Result<(), GatewayError>;
-
-    /// For `sync`: claims up to `limit` pending entries with `id > after` whose lease has
-    /// expired, in id order, and leases them for `lease`.
-    async fn claim(
-        &self,
-        after: IntentId,
-        limit: usize,
+        request: &DeleteRequest,
         lease: Duration,
-    ) -> Result<Vec<OutboxEntry>, GatewayError>;
+    ) -> Result<Vec<ChunkId>, GatewayError>;
 
-    /// For `sync`: the entry was replayed.
-    async fn mark_done(&self, ids: &[IntentId]) -> Result<(), GatewayError>;
+    /// A recorded write ended. Entries only this write touched, applied by both stores, are
+    /// removed; the others stay for the relay. Returns how many entries of these ids remain.
+    async fn settle(&self, ids: &[ChunkId], outcome: &Settle) -> Result<u64, GatewayError>;
 
-    /// For `sync`: the replay failed; the entry stays pending with the error.
-    async fn release(&self, ids: &[IntentId], error: &str) -> Result<(), GatewayError>;
+    /// Asks the relay to copy these ids (backfill, repair, drift found by reconcile): they
+    /// are replayed even when no write touches them.
+    async fn enqueue(&self, ids: &[ChunkId]) -> Result<(), GatewayError>;
 
-    /// Pending entries (including writes in flight).
-    async fn depth(&self) -> Result<u64, GatewayError>;
+    /// For the relay: up to `limit` entries no writer holds, oldest first.
+    async fn claim(&self, limit: usize) -> Result<Vec<Claim>, GatewayError>;
 
-    /// Deletes done entries no pending entry can still conflict with; returns how many.
-    async fn purge_done(&self) -> Result<u64, GatewayError>;
-}
+    /// For the relay: the claims were replayed. Entries no write touched since are removed;
+    /// returns how many.
+    async fn complete(&self, claims: &[Claim]) -> Result<u64, GatewayError>;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// For the relay: the replay failed; the entries stay, marked with `error`.
+    async fn release(&self, claims: &[Claim], error: &str) -> Result<(), GatewayError>;
 
-    fn t(id: i64) -> TenantId {
-        TenantId::new(id).unwrap()
-    }
+    /// For a relay that just became the leader: claims a relay that died left are dropped.
+    async fn reset_claims(&self) -> Result<(), GatewayError>;
 
-    fn chunks(ids: &[i64]) -> Intent {
-        Intent {
-            op: IntentOp::Upsert,
-            tenant_ids: vec![t(1)],
-            chunk_ids: ids.iter().map(|i| ChunkId::new(*i).unwrap()).collect(),
-            project_id: None,
-        }
-    }
+    async fn stats(&self) -> Result<OutboxStats, GatewayError>;
 
-    #[test]
-    fn scope_deletes_overlap_by_tenant() {
-        let scope = Intent::delete(&DeleteRequest::tenant(t(1)));
-        assert!(scope.overlaps(&chunks(&[1])));
-        let other_tenant = Intent {
-            tenant_ids: vec![t(2)],
-            ..chunks(&[1])
-        };
-        assert!(!scope.overlaps(&other_tenant));
-    }
+    /// Which of these ids have an entry (a write in flight or a replay to come).
+    async fn held(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>, GatewayError>;
+
+    /// Tries to become the one relay of this outbox; `None` while another process is.
+    async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, GatewayError>;
+
+    /// Wake-ups from writers of every process (entries left for the relay).
+    async fn subscribe(&self) -> Result<Box<dyn Wakeups>, GatewayError>;
 }

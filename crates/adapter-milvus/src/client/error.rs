@@ -22,14 +22,14 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// Maps an SDK error to the port's error: a transport failure or an unreachable/timed-out
 /// server becomes `Unavailable` naming host:port, anything else `Backend` naming the
-/// operation.
+/// operation; the SDK error is kept as the source.
 pub fn map_error(
     operation: &'static str,
     endpoint: &str,
     err: milvus::error::Error,
 ) -> GatewayError {
     use milvus::error::Error as E;
-    match &err {
+    let mapped = match &err {
         E::Communication(_) => GatewayError::unavailable(
             STORE,
             format!("cannot reach {endpoint}: {}", error_chain(&err)),
@@ -58,7 +58,9 @@ pub fn map_error(
             GatewayError::backend(STORE, operation, format!("{code:?}: {reason}"))
         }
         _ => GatewayError::backend(STORE, operation, error_chain(&err)),
-    }
+    };
+    // The SDK's error stays reachable (downcast) for callers who need its details.
+    mapped.with_source(err)
 }
 
 #[cfg(test)]
@@ -77,13 +79,19 @@ mod tests {
                 "bad expr".into(),
             ),
         );
-        assert_eq!(
-            err,
-            GatewayError::Backend {
-                store: StoreKind::Milvus,
-                operation: "search",
-                cause: "IllegalArgument: bad expr".into()
-            }
+        assert!(
+            matches!(
+                &err,
+                GatewayError::Backend { store: StoreKind::Milvus, operation: "search", cause, .. }
+                    if cause == "IllegalArgument: bad expr"
+            ),
+            "{err:?}"
+        );
+        assert!(
+            std::error::Error::source(&err)
+                .and_then(|s| s.downcast_ref::<milvus::error::Error>())
+                .is_some(),
+            "the SDK error is the source"
         );
         let err = map_error(
             "upsert",

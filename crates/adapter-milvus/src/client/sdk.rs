@@ -492,7 +492,7 @@ mod tests {
         assert!(!api.lazy_client.is_connected(), "construction does no I/O");
         let err = api.server_version().await.unwrap_err();
         match err {
-            GatewayError::Unavailable { store, reason } => {
+            GatewayError::Unavailable { store, reason, .. } => {
                 assert_eq!(store, StoreKind::Milvus);
                 assert!(reason.starts_with("cannot reach 127.0.0.1:9: "), "{reason}");
                 assert!(

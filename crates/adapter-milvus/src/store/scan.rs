@@ -101,6 +101,21 @@ impl MilvusStore {
         Ok(out)
     }
 
+    /// Deletes these ids whatever tenant holds them (the dual-mode relay, which copies
+    /// pgvector's state id by id); returns the rows Milvus reports deleted.
+    pub async fn delete_ids(&self, ids: &[ChunkId]) -> Result<u64, GatewayError> {
+        self.check_open()?;
+        let mut deleted = 0;
+        for chunk in ids.chunks(IDS_PER_EXPRESSION) {
+            deleted += self
+                .inner
+                .api
+                .delete(self.collection(), &queries::chunk_ids(chunk))
+                .await?;
+        }
+        Ok(deleted)
+    }
+
     /// Rows matching the filter (`count(*)` at the configured consistency).
     pub async fn count(&self, filter: ScanFilter) -> Result<u64, GatewayError> {
         self.check_open()?;

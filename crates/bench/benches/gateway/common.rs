@@ -318,3 +318,29 @@ pub fn print_table(title: &str, figures: &[Figure]) {
     }
     println!();
 }
+
+/// A pool of the benchmark's own, for what it measures or cleans up outside the gateway
+/// (ANALYZE, round trips, DROP TABLE).
+pub async fn bench_pool() -> anyhow::Result<sqlx::PgPool> {
+    Ok(sqlx::PgPool::connect(&vectorgate_testkit::ServicesEnv::load().database_url()).await?)
+}
+
+/// Drops the benchmark's tables; a failure is a warning (the figures are what matter).
+pub async fn drop_tables(tables: &[&str]) {
+    let pool = match bench_pool().await {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("warning: could not connect to drop the bench tables: {e}");
+            return;
+        }
+    };
+    for table in tables {
+        if let Err(e) = sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {table}"))
+            .execute(&pool)
+            .await
+        {
+            eprintln!("warning: could not drop {table}: {e}");
+        }
+    }
+    pool.close().await;
+}

@@ -9,26 +9,37 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vectorgate_adapter_milvus::MilvusStore;
 use vectorgate_adapter_pgvector::PgVectorStore;
-use vectorgate_composition::{Settings, Stores, VectorStoreFactory, VectorStoreMode};
-use vectorgate_domain::{Dimension, Metric, VectorStoreGateway};
+use vectorgate_composition::{vars, Settings, Stores, VectorStoreFactory, VectorStoreMode};
+use vectorgate_domain::{Metric, VectorStoreGateway};
 use vectorgate_testkit::{generate_records, unique_name, ServicesEnv};
 
-use crate::common::{percentile_ms, print_table, Args, Figure};
+use crate::common::{bench_pool, drop_tables, percentile_ms, print_table, Args, Figure};
 
 const BATCH: usize = 1000;
 const TARGET_FACTOR: f64 = 1.15;
 
 fn settings(args: &Args, purpose: &str) -> anyhow::Result<Settings> {
     let env = ServicesEnv::load();
-    Ok(Settings::builder(Dimension::new(u32::try_from(args.dim)?)?)
-        .mode(VectorStoreMode::Dual)
-        .metric(Metric::Ip)
-        .database_url(env.database_url())
-        .pgvector_table(unique_name(&format!("bench_dual_{purpose}")))
-        .outbox_table(unique_name(&format!("bench_dual_outbox_{purpose}")))
-        .milvus_endpoint(env.milvus_host(), env.milvus_port())
-        .milvus_collection(unique_name(&format!("bench_dual_{purpose}")))
-        .upsert_batch_size(BATCH)
+    Ok(Settings::builder()
+        .set(&vars::EMBEDDING_DIM, args.dim)
+        .set(&vars::VECTOR_STORE_MODE, VectorStoreMode::Dual)
+        .set(&vars::VECTOR_METRIC, Metric::Ip)
+        .set(&vars::DATABASE_URL, env.database_url())
+        .set(
+            &vars::PGVECTOR_TABLE,
+            unique_name(&format!("bench_dual_{purpose}")),
+        )
+        .set(
+            &vars::DUAL_OUTBOX_TABLE,
+            unique_name(&format!("bench_dual_outbox_{purpose}")),
+        )
+        .set(&vars::MILVUS_HOST, env.milvus_host())
+        .set(&vars::MILVUS_PORT, env.milvus_port())
+        .set(
+            &vars::MILVUS_COLLECTION,
+            unique_name(&format!("bench_dual_{purpose}")),
+        )
+        .set(&vars::UPSERT_BATCH_SIZE, BATCH)
         .build()?)
 }
 
@@ -42,26 +53,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let outcome = measure(args, &pg, &milvus, &dual_settings).await;
 
     let dual_stores = Stores::both(&dual_settings)?;
-    let dual_pg = dual_stores.require_pgvector()?;
-    for (pool, table) in [
-        (pg.pool(), alone.pgvector.table.as_str()),
-        (dual_pg.pool(), dual_settings.pgvector.table.as_str()),
-        (dual_pg.pool(), dual_settings.dual.outbox_table.as_str()),
-    ] {
-        if let Err(e) = sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {table}"))
-            .execute(pool)
-            .await
-        {
-            eprintln!("warning: could not drop {table}: {e}");
-        }
-    }
-    let _ = sqlx::query("DELETE FROM vectorgate_state WHERE key = $1")
-        .bind(format!(
-            "vector_store_mode:{}",
-            dual_settings.pgvector.table
-        ))
-        .execute(dual_pg.pool())
-        .await;
+    drop_tables(&[
+        &alone.pgvector().table,
+        &dual_settings.pgvector().table,
+        &dual_settings.dual().outbox_table,
+    ])
+    .await;
     for store in [&milvus, dual_stores.require_milvus()?] {
         if let Err(e) = store.schema().drop_collection().await {
             eprintln!("warning: could not drop a bench collection: {e}");
@@ -92,10 +89,11 @@ async fn measure(
     ];
 
     // One PostgreSQL round trip (what recording the intent costs), on a warm pool.
+    let pool = bench_pool().await?;
     let mut round_trips = Vec::new();
     for i in 0..60 {
         let t = Instant::now();
-        sqlx::query("SELECT 1").execute(pg.pool()).await?;
+        sqlx::query("SELECT 1").execute(&pool).await?;
         if i >= 10 {
             round_trips.push(t.elapsed());
         }
@@ -121,7 +119,7 @@ async fn measure(
         }
     }
     dual.flush_background().await;
-    let outbox_depth_after = dual.outbox_depth().await?;
+    let outbox_depth_after = dual.outbox_stats().await?.depth;
 
     let [pg_s, milvus_s, dual_s] = &mut samples;
     let pgvector_p50 = percentile_ms(pg_s, 50.0);

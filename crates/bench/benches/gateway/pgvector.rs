@@ -10,7 +10,9 @@ use vectorgate_adapter_pgvector::{PgIndex, PgVectorConfig, PgVectorStore};
 use vectorgate_domain::{Dimension, SearchRequest, SearchScope, TopK, VectorStoreGateway};
 use vectorgate_testkit::{tenant, unique_name, ServicesEnv};
 
-use crate::common::{measure_search, print_table, rows_per_s, Args, Dataset, Figure};
+use crate::common::{
+    bench_pool, drop_tables, measure_search, print_table, rows_per_s, Args, Dataset, Figure,
+};
 
 /// What the issue asks of pgvector on this machine.
 const UPSERT_VS_COPY_TARGET: f64 = 0.9;
@@ -21,7 +23,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let url = ServicesEnv::load().database_url();
     let dimension = Dimension::new(u32::try_from(args.dim)?)?;
     let make = |purpose: &str| -> anyhow::Result<PgVectorStore> {
-        let mut config = PgVectorConfig::new(url.clone(), dimension);
+        let mut config = PgVectorConfig::for_url(&url, dimension)?;
         config.table = unique_name(&format!("bench_pgv_{purpose}"));
         if let Some(ef) = args.ef_search {
             config.ef_search = ef;
@@ -40,11 +42,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         PgVectorStore::new(sequential)?,
     ];
     let outcome = measure(args, &stores).await;
+    let tables: Vec<&str> = stores.iter().map(|s| s.config().table.as_str()).collect();
+    drop_tables(&tables).await;
     for store in &stores {
-        let sql = format!("DROP TABLE IF EXISTS {}", store.config().table);
-        if let Err(e) = sqlx::raw_sql(&sql).execute(store.pool()).await {
-            eprintln!("warning: could not drop {}: {e}", store.config().table);
-        }
         store.close().await?;
     }
     outcome
@@ -121,7 +121,7 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 4]) -> anyhow::Result<Val
     };
     let analyze = format!("ANALYZE {}", search_store.config().table);
     sqlx::raw_sql(&analyze)
-        .execute(search_store.pool())
+        .execute(&bench_pool().await?)
         .await
         .context("ANALYZE")?;
     let gateway: Arc<dyn VectorStoreGateway> = Arc::new(search_store.clone());
@@ -165,7 +165,7 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 4]) -> anyhow::Result<Val
         tuned.close().await?;
     }
 
-    let index = match config.index {
+    let index = match config.vector_index() {
         PgIndex::Hnsw { m, ef_construction } => {
             format!("hnsw(m={m}, ef_construction={ef_construction})")
         }

@@ -1,9 +1,11 @@
-//! `vectorgate backfill`: copies pgvector's rows into Milvus before dual mode is enabled.
+//! `vectorgate backfill`: copies pgvector's rows into Milvus, before or during dual mode.
 //!
-//! Pages pgvector by chunk id (`chunk_id > last ORDER BY chunk_id LIMIT batch`), upserts
-//! each page into Milvus (idempotent: re-sending a row replaces it), and only then commits
-//! the checkpoint naming the page's last id. Killed at any point, `--resume` restarts after
-//! the last committed page, so Milvus ends with every row of pgvector.
+//! Pages pgvector by chunk id (`chunk_id > last ORDER BY chunk_id LIMIT batch`) and hands
+//! each page's ids to the relay, the one writer of replays: it copies each row as
+//! pgvector holds it when it is replayed, so a dual-mode write that lands meanwhile is
+//! never overwritten by an older copy. The checkpoint naming the page's last id is
+//! committed only after the relay replayed the page; killed at any point, `--resume`
+//! restarts after the last committed page.
 
 use anyhow::Context as _;
 use vectorgate_domain::VectorStoreGateway;
@@ -19,6 +21,7 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
     let filter = args.scope.filter()?;
     let pg = ctx.pgvector()?;
     let milvus = ctx.milvus()?;
+    let dual = ctx.dual().await?;
     let table = pg.config().table.clone();
     let target = ctx.milvus_target();
 
@@ -65,7 +68,16 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
         let Some(last) = page.last().map(|r| r.chunk_id) else {
             break;
         };
-        milvus.upsert_vectors(&page).await?;
+        let ids: Vec<_> = page.iter().map(|r| r.chunk_id).collect();
+        let replayed = dual.replay(&ids).await?;
+        if replayed.entries_failed > 0 {
+            anyhow::bail!(
+                "backfill stopped after chunk_id {}: Milvus refused the page: {} (rerun with \
+                 --resume)",
+                after.map_or_else(|| "(none)".to_string(), |c| c.to_string()),
+                replayed.errors.join("; ")
+            );
+        }
         copied += page.len() as u64;
         metrics::counter!("vectorgate_backfill_rows_total").increment(page.len() as u64);
         metrics::counter!("vectorgate_backfill_batches_total").increment(1);
@@ -89,6 +101,7 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
         rate(this_run, progress.elapsed()),
         resumed_after.map_or_else(String::new, |c| format!(", resumed after chunk_id {c}")),
     );
+    dual.close().await.ok();
     pg.close().await.ok();
     Ok(Outcome::Ok)
 }

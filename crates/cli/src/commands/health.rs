@@ -1,6 +1,8 @@
 //! `vectorgate health`: reachability, versions and the table/collection of each store.
 
 use serde::Serialize;
+use vectorgate_composition::VectorStoreMode;
+use vectorgate_domain::outbox::Outbox;
 use vectorgate_domain::{StoreHealth, StoreKind, VectorStoreGateway};
 
 use crate::args::{HealthArgs, StoreChoice};
@@ -13,6 +15,21 @@ struct Report {
     mode: String,
     healthy: bool,
     stores: Vec<Checked>,
+    /// Dual mode: the outbox (ids Milvus may lack) and how far Milvus is behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox: Option<OutboxReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutboxReport {
+    table: String,
+    depth: u64,
+    lag_ms: Option<u64>,
+    max_lag_ms: u64,
+    failed: u64,
+    last_error: Option<String>,
+    /// Why the outbox is not fine, when it is not.
+    problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,11 +60,18 @@ pub async fn run(ctx: &Ctx, args: HealthArgs) -> anyhow::Result<Outcome> {
         stores.push(check(store.health().await, StoreKind::Milvus, endpoint));
         store.close().await.ok();
     }
-    let healthy = stores.iter().all(|s| s.health.is_healthy());
+    let outbox = if mode == VectorStoreMode::Dual {
+        Some(outbox_report(ctx).await)
+    } else {
+        None
+    };
+    let healthy = stores.iter().all(|s| s.health.is_healthy())
+        && outbox.as_ref().is_none_or(|o| o.problem.is_none());
     let report = Report {
         mode: mode.to_string(),
         healthy,
         stores,
+        outbox,
     };
     if args.json {
         output::print_json(&report)?;
@@ -74,9 +98,57 @@ pub async fn run(ctx: &Ctx, args: HealthArgs) -> anyhow::Result<Outcome> {
             };
             format!("{} at {} {what}: {problem}", s.health.store, s.endpoint)
         })
+        .chain(report.outbox.iter().filter_map(|o| {
+            o.problem
+                .as_ref()
+                .map(|p| format!("outbox {}: {p}", o.table))
+        }))
         .collect();
     eprintln!("error: {}", crate::one_line(&problems.join("; ")));
     Ok(Outcome::Problem)
+}
+
+/// The outbox's depth and lag against `DUAL_MAX_LAG_MS`.
+async fn outbox_report(ctx: &Ctx) -> OutboxReport {
+    let table = ctx.settings.dual().outbox_table.clone();
+    let max_lag = ctx.settings.dual().max_lag;
+    let mut report = OutboxReport {
+        table: table.clone(),
+        depth: 0,
+        lag_ms: None,
+        max_lag_ms: max_lag.as_millis() as u64,
+        failed: 0,
+        last_error: None,
+        problem: None,
+    };
+    let stats = match ctx.pgvector().and_then(|pg| Ok(pg.outbox(&table)?)) {
+        Ok(outbox) => outbox.stats().await.map_err(anyhow::Error::from),
+        Err(err) => Err(err),
+    };
+    match stats {
+        Ok(stats) => {
+            report.depth = stats.depth;
+            report.lag_ms = stats.lag.map(|l| l.as_millis() as u64);
+            report.failed = stats.failed;
+            report.last_error = stats.last_error;
+            if stats.lag.is_some_and(|lag| lag > max_lag) {
+                report.problem = Some(format!(
+                    "Milvus is {} ms behind pgvector ({} ids pending, {} failed{}), more than \
+                     DUAL_MAX_LAG_MS={}",
+                    report.lag_ms.unwrap_or_default(),
+                    stats.depth,
+                    stats.failed,
+                    report
+                        .last_error
+                        .as_ref()
+                        .map_or_else(String::new, |e| format!("; last error: {e}")),
+                    report.max_lag_ms
+                ));
+            }
+        }
+        Err(err) => report.problem = Some(format!("cannot read it: {err:#}")),
+    }
+    report
 }
 
 /// An error of the check itself becomes an unhealthy entry, so that every store asked for
@@ -176,6 +248,26 @@ fn print_text(report: &Report) {
         }
         for (key, value) in lines {
             println!("  {key:<11}{value}");
+        }
+    }
+    if let Some(o) = &report.outbox {
+        println!(
+            "outbox {}: {}",
+            o.table,
+            if o.problem.is_none() { "ok" } else { "FAIL" }
+        );
+        println!("  {:<11}{}", "pending", o.depth);
+        println!(
+            "  {:<11}{}",
+            "lag",
+            o.lag_ms.map_or_else(
+                || "none".to_string(),
+                |l| format!("{l} ms (max {} ms)", o.max_lag_ms)
+            )
+        );
+        println!("  {:<11}{}", "failed", o.failed);
+        if let Some(problem) = &o.problem {
+            println!("  {:<11}{}", "problem", crate::one_line(problem));
         }
     }
 }

@@ -6,6 +6,7 @@ mod health;
 mod import;
 mod init;
 mod reconcile;
+mod relay;
 mod search;
 mod settings;
 mod sync;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(args) => import::run(&ctx, args).await,
         Command::Collection(args) => collection::run(&ctx, args).await,
         Command::Init => init::run(&ctx).await,
+        Command::Relay => relay::run(&ctx).await,
         Command::Settings(_) => settings::run(&ctx),
     };
     // The counters are printed even when the command failed: they show what was done.

@@ -10,16 +10,13 @@ use anyhow::Context as _;
 use serde::Serialize;
 use vectorgate_adapter_milvus::MilvusStore;
 use vectorgate_adapter_pgvector::PgVectorStore;
-use vectorgate_domain::{ChunkId, DeleteRequest, ScanFilter, VectorRecord, VectorStoreGateway};
+use vectorgate_composition::{Difference, DriftReport, SyncReport, Totals, VectorStoreFactory};
+use vectorgate_domain::{ChunkId, ScanFilter, VectorRecord, VectorStoreGateway};
 
 use crate::args::ReconcileArgs;
 use crate::context::{describe_filter, Ctx};
-use crate::drift::{Difference, DriftReport, Totals};
 use crate::output;
 use crate::Outcome;
-
-/// Ids per repair call (upsert or delete).
-const REPAIR_BATCH: usize = 1000;
 
 pub async fn run(ctx: &Ctx, args: ReconcileArgs) -> anyhow::Result<Outcome> {
     let filter = args.scope.filter()?;
@@ -38,7 +35,7 @@ pub async fn run(ctx: &Ctx, args: ReconcileArgs) -> anyhow::Result<Outcome> {
     let mut repair = None;
     let mut after = None;
     if args.repair && !before.is_equal() {
-        repair = Some(repair_drift(&pg, &milvus, &before).await?);
+        repair = Some(repair_drift(ctx, &before).await?);
         // Verify rather than assume: the repair is judged by a fresh comparison.
         after = Some(compare(&pg, &milvus, filter, batch, args.tolerance).await?);
     }
@@ -50,9 +47,9 @@ pub async fn run(ctx: &Ctx, args: ReconcileArgs) -> anyhow::Result<Outcome> {
     metrics::gauge!("vectorgate_reconcile_differing").set(totals.differing as f64);
     if let Some(repair) = &repair {
         metrics::counter!("vectorgate_reconcile_repaired_total", "action" => "upsert")
-            .increment(repair.upserted.len() as u64);
+            .increment(repair.upserted);
         metrics::counter!("vectorgate_reconcile_repaired_total", "action" => "delete")
-            .increment(repair.deleted.len() as u64);
+            .increment(repair.deleted);
     }
 
     if args.json {
@@ -75,12 +72,12 @@ pub async fn run(ctx: &Ctx, args: ReconcileArgs) -> anyhow::Result<Outcome> {
         print_drift(&before);
         if let Some(repair) = &repair {
             println!(
-                "repair: upserted {} rows from pgvector into Milvus{}; deleted {} \
-                 Milvus-only rows{}",
-                repair.upserted.len(),
-                ids_suffix(&repair.upserted),
-                repair.deleted.len(),
-                ids_suffix(&repair.deleted),
+                "repair: {} ids replayed from pgvector{}: {} rows upserted into Milvus, {} \
+                 Milvus-only rows deleted",
+                repair.replayed.len(),
+                ids_suffix(&repair.replayed),
+                repair.upserted,
+                repair.deleted,
             );
         }
         if let Some(after) = &after {
@@ -150,39 +147,33 @@ async fn compare(
 
 #[derive(Debug, Clone, Serialize)]
 struct Repair {
-    upserted: Vec<ChunkId>,
-    deleted: Vec<ChunkId>,
+    /// Ids handed to the relay: missing, differing or only in Milvus.
+    replayed: Vec<ChunkId>,
+    upserted: u64,
+    deleted: u64,
 }
 
-async fn repair_drift(
-    pg: &PgVectorStore,
-    milvus: &MilvusStore,
-    drift: &DriftReport,
-) -> anyhow::Result<Repair> {
-    let to_upsert = drift.ids_to_upsert();
-    let mut upserted = Vec::with_capacity(to_upsert.len());
-    for ids in to_upsert.chunks(REPAIR_BATCH) {
-        // Re-read from pgvector now: the row may have changed since the comparison, and
-        // pgvector's current row is what Milvus must hold.
-        let records = pg.fetch(ids).await?;
-        milvus
-            .upsert_vectors(&records)
-            .await
-            .context("repair: upsert into Milvus")?;
-        upserted.extend(records.iter().map(|r| r.chunk_id));
+/// Hands every drifted id to the relay (the one writer of replays), which copies
+/// pgvector's row as it is now, or removes the id from Milvus when pgvector has none.
+async fn repair_drift(ctx: &Ctx, drift: &DriftReport) -> anyhow::Result<Repair> {
+    let ids = drift.ids_to_replay();
+    let dual = VectorStoreFactory::build_dual(&ctx.settings.with_relay(false))
+        .await
+        .context("repair goes through the dual-mode outbox")?;
+    let report: SyncReport = dual.replay(&ids).await.context("repair")?;
+    dual.close().await.ok();
+    if report.entries_failed > 0 {
+        anyhow::bail!(
+            "repair: the relay could not replay {} ids: {}",
+            report.entries_failed,
+            report.errors.join("; ")
+        );
     }
-    let mut deleted = Vec::new();
-    for (tenant, ids) in drift.only_in_milvus_by_tenant() {
-        for chunk in ids.chunks(REPAIR_BATCH) {
-            milvus
-                .delete_vectors(&DeleteRequest::chunks(tenant, chunk.iter().copied()))
-                .await
-                .context("repair: delete from Milvus")?;
-            deleted.extend_from_slice(chunk);
-        }
-    }
-    deleted.sort();
-    Ok(Repair { upserted, deleted })
+    Ok(Repair {
+        replayed: ids,
+        upserted: report.upserted,
+        deleted: report.deleted,
+    })
 }
 
 fn print_drift(report: &DriftReport) {

@@ -1,5 +1,8 @@
-//! `vectorgate sync`: replays the dual-mode outbox (the writes Milvus missed) from
-//! pgvector's current rows and prints what it repaired.
+//! `vectorgate sync`: replays the dual-mode outbox (the ids Milvus may lack) from
+//! pgvector's current rows, through the relay's code, and prints what it repaired. When a
+//! service's relay leads, it waits for that relay instead.
+
+use vectorgate_domain::VectorStoreGateway;
 
 use crate::args::SyncArgs;
 use crate::context::Ctx;
@@ -9,11 +12,15 @@ use crate::Outcome;
 pub async fn run(ctx: &Ctx, args: SyncArgs) -> anyhow::Result<Outcome> {
     // The dual gateway whatever the mode: after a rollback to pgvector the outbox may
     // still hold entries worth replaying before dual mode is enabled again.
-    let dual = vectorgate_composition::VectorStoreFactory::build_dual(&ctx.settings).await?;
+    let dual = ctx.dual().await?;
     let report = dual.sync().await?;
+    dual.close().await.ok();
     if args.json {
         output::print_json(&report)?;
     } else {
+        if report.other_relay {
+            println!("sync: another process's relay leads; waited for it to drain the outbox");
+        }
         println!(
             "sync: {} outbox entries replayed ({} rows upserted into Milvus from pgvector, {} \
              rows deleted from Milvus), {} failed, {} still pending",

@@ -133,6 +133,19 @@ impl SettingValue for Duration {
     }
 }
 
+impl SettingValue for bool {
+    fn parse(raw: &str, _kind: &Kind) -> Result<Self, Rejected> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" => Ok(true),
+            "off" | "false" | "no" | "0" => Ok(false),
+            _ => Err(Rejected::Plain),
+        }
+    }
+    fn show(&self) -> String {
+        if *self { "on" } else { "off" }.to_string()
+    }
+}
+
 impl SettingValue for String {
     fn parse(raw: &str, kind: &Kind) -> Result<Self, Rejected> {
         let value = raw.trim();

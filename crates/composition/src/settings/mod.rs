@@ -30,7 +30,8 @@ pub use var::{Var, Variable};
 /// lists them all in the README's order.
 pub mod vars {
     pub use super::table::{
-        DATABASE_URL, DUAL_INTENT_LEASE_MS, DUAL_OUTBOX_TABLE, DUAL_READ_FROM,
+        DATABASE_URL, DUAL_INTENT_LEASE_MS, DUAL_MAX_LAG_MS, DUAL_OUTBOX_TABLE, DUAL_READ_FROM,
+        DUAL_RECONCILE_INTERVAL_MS, DUAL_RECONCILE_ROWS, DUAL_RELAY, DUAL_RELAY_INTERVAL_MS,
         DUAL_SHADOW_READ_RATE, EMBEDDING_DIM, MILVUS_CALL_TIMEOUT_MS, MILVUS_COLLECTION,
         MILVUS_CONNECT_TIMEOUT_MS, MILVUS_CONSISTENCY, MILVUS_DATABASE, MILVUS_EXPECTED_ROWS,
         MILVUS_HOST, MILVUS_INDEX_NLIST, MILVUS_PASSWORD, MILVUS_PORT, MILVUS_SEARCH_NPROBE,
@@ -101,13 +102,25 @@ pub struct DualSettings {
     pub read_from: ReadFrom,
     /// Fraction of searches (0..=1) also sent to the other store in the background.
     pub shadow_read_rate: f64,
-    /// PostgreSQL table holding the write intents (the outbox).
+    /// PostgreSQL table holding the ids Milvus may lack (the outbox).
     pub outbox_table: String,
-    /// How long an in-flight write owns its intent before `sync` may replay it. Must exceed
-    /// the longest dual write (pool acquire + both stores' call timeouts).
+    /// How long a write in flight holds its ids before the relay may take them over. Must
+    /// exceed the longest dual write (pool acquire + both stores' call timeouts).
     pub intent_lease: Duration,
-    /// Outbox entries `sync` replays per batch.
-    pub sync_batch_size: usize,
+    /// Whether the gateway runs the relay in the background (off: `vectorgate relay` or
+    /// `vectorgate sync` replays).
+    pub relay: bool,
+    /// How often the relay looks for work without being woken, and how soon a standby
+    /// process takes over from a leader that died.
+    pub relay_interval: Duration,
+    /// Outbox entries replayed per relay pass.
+    pub relay_batch_size: usize,
+    /// Lag above which `vectorgate health` reports dual mode unhealthy.
+    pub max_lag: Duration,
+    /// How often the relay compares a window of both stores (zero: never).
+    pub reconcile_interval: Duration,
+    /// Rows per compared window.
+    pub reconcile_rows: usize,
 }
 
 impl Default for DualSettings {
@@ -117,7 +130,12 @@ impl Default for DualSettings {
             shadow_read_rate: 0.0,
             outbox_table: "vectorgate_outbox".to_string(),
             intent_lease: Duration::from_secs(120),
-            sync_batch_size: 500,
+            relay: true,
+            relay_interval: Duration::from_secs(1),
+            relay_batch_size: 500,
+            max_lag: Duration::from_secs(60),
+            reconcile_interval: Duration::from_secs(30),
+            reconcile_rows: 5000,
         }
     }
 }
@@ -229,6 +247,14 @@ impl Settings {
 
     pub fn dual(&self) -> &DualSettings {
         &self.dual
+    }
+
+    /// These settings with the dual-mode background relay switched on or off (operator
+    /// tools that replay in the foreground build their gateway without it).
+    pub fn with_relay(&self, on: bool) -> Settings {
+        let mut settings = self.clone();
+        settings.dual.relay = on;
+        settings
     }
 }
 

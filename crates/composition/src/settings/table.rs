@@ -394,17 +394,57 @@ pub static DUAL_OUTBOX_TABLE: Var<String> = Var::new(
 pub static DUAL_INTENT_LEASE_MS: Var<Duration> = Var::new(
     "DUAL_INTENT_LEASE_MS",
     Kind::Millis { min: 1000 },
-    "how long a write owns its outbox intent before sync may replay it",
+    "how long a write in flight holds its ids before the relay may take them over (above the longest write)",
     |s| Some(s.dual.intent_lease),
     |s, v| s.dual.intent_lease = v,
+);
+
+pub static DUAL_RELAY: Var<bool> = Var::new(
+    "DUAL_RELAY",
+    Kind::Choice { accepted: "on or off" },
+    "whether a dual-mode gateway replays the outbox in the background (off: run `vectorgate relay`)",
+    |s| Some(s.dual.relay),
+    |s, v| s.dual.relay = v,
+);
+
+pub static DUAL_RELAY_INTERVAL_MS: Var<Duration> = Var::new(
+    "DUAL_RELAY_INTERVAL_MS",
+    Kind::Millis { min: 10 },
+    "how often the relay looks for work unwoken; how soon a standby process takes over",
+    |s| Some(s.dual.relay_interval),
+    |s, v| s.dual.relay_interval = v,
 );
 
 pub static SYNC_BATCH_SIZE: Var<usize> = Var::new(
     "SYNC_BATCH_SIZE",
     Kind::int(1, 100_000),
-    "outbox entries per sync batch",
-    |s| Some(s.dual.sync_batch_size),
-    |s, v| s.dual.sync_batch_size = v,
+    "outbox entries per relay pass (the relay, sync, backfill)",
+    |s| Some(s.dual.relay_batch_size),
+    |s, v| s.dual.relay_batch_size = v,
+);
+
+pub static DUAL_MAX_LAG_MS: Var<Duration> = Var::new(
+    "DUAL_MAX_LAG_MS",
+    MILLIS,
+    "outbox lag above which `vectorgate health` exits 1",
+    |s| Some(s.dual.max_lag),
+    |s, v| s.dual.max_lag = v,
+);
+
+pub static DUAL_RECONCILE_INTERVAL_MS: Var<Duration> = Var::new(
+    "DUAL_RECONCILE_INTERVAL_MS",
+    Kind::Millis { min: 0 },
+    "how often the relay compares a window of both stores (0: never)",
+    |s| Some(s.dual.reconcile_interval),
+    |s, v| s.dual.reconcile_interval = v,
+);
+
+pub static DUAL_RECONCILE_ROWS: Var<usize> = Var::new(
+    "DUAL_RECONCILE_ROWS",
+    Kind::int(1, 100_000),
+    "rows per compared window",
+    |s| Some(s.dual.reconcile_rows),
+    |s, v| s.dual.reconcile_rows = v,
 );
 
 /// Every variable, in the README's order.
@@ -446,7 +486,12 @@ pub static VARIABLES: &[&dyn Variable] = &[
     &DUAL_SHADOW_READ_RATE,
     &DUAL_OUTBOX_TABLE,
     &DUAL_INTENT_LEASE_MS,
+    &DUAL_RELAY,
+    &DUAL_RELAY_INTERVAL_MS,
     &SYNC_BATCH_SIZE,
+    &DUAL_MAX_LAG_MS,
+    &DUAL_RECONCILE_INTERVAL_MS,
+    &DUAL_RECONCILE_ROWS,
 ];
 
 /// The defaults the adapters themselves hold (the one home of every default).

@@ -1,7 +1,9 @@
 //! Test doubles of the stores and the outbox (unit tests only).
 
+mod gate;
 mod outbox;
 mod store;
 
+pub(crate) use gate::{Call, Gated};
 pub(crate) use outbox::MemoryOutbox;
-pub(crate) use store::MemoryStore;
+pub(crate) use store::{MemoryState, MemoryStore};

@@ -8,11 +8,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use vectorgate_domain::{
     validate_records, ChunkId, CollectionStatus, DeleteRequest, Dimension, GatewayError,
-    HealthStatus, Metric, ProjectFilter, ScanFilter, SearchHit, SearchRequest, StoreHealth,
-    StoreKind, VectorRecord, VectorStoreGateway,
+    HealthStatus, Metric, ProjectFilter, SearchHit, SearchRequest, StoreHealth, StoreKind,
+    VectorRecord, VectorStoreGateway,
 };
 
-use crate::rows::{RowKey, StoreRows};
+use crate::mode::StateTable;
+use crate::rows::{Replica, Source};
 
 /// In-memory gateway. `set_down(true)` makes every call fail with `Unavailable`.
 #[derive(Debug)]
@@ -166,24 +167,89 @@ impl VectorStoreGateway for MemoryStore {
 }
 
 #[async_trait]
-impl StoreRows for MemoryStore {
+impl Source for MemoryStore {
     async fn fetch(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
         self.check_up()?;
         let rows = self.rows.lock().unwrap();
         Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
     }
 
-    async fn scope_keys(&self, filter: ScanFilter) -> Result<Vec<RowKey>, GatewayError> {
+    async fn page(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<VectorRecord>, GatewayError> {
         self.check_up()?;
         let rows = self.rows.lock().unwrap();
         Ok(rows
             .values()
-            .filter(|r| filter.matches(r))
-            .map(|r| RowKey {
-                chunk_id: r.chunk_id,
-                tenant_id: r.tenant_id,
-                project_id: r.project_id,
-            })
+            .filter(|r| after.is_none_or(|a| r.chunk_id > a))
+            .take(limit)
+            .cloned()
             .collect())
+    }
+}
+
+#[async_trait]
+impl Replica for MemoryStore {
+    async fn put(&self, rows: &[VectorRecord]) -> Result<u64, GatewayError> {
+        self.upsert_vectors(rows).await
+    }
+
+    async fn remove(&self, ids: &[ChunkId]) -> Result<u64, GatewayError> {
+        self.check_up()?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut rows = self.rows.lock().unwrap();
+        Ok(ids.iter().filter(|id| rows.remove(id).is_some()).count() as u64)
+    }
+
+    async fn range(&self, from: ChunkId, to: ChunkId) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.check_up()?;
+        let rows = self.rows.lock().unwrap();
+        Ok(rows.range(from..=to).map(|(_, r)| r.clone()).collect())
+    }
+}
+
+impl MemoryStore {
+    /// Deletes a project or tenant at once and returns the ids it held (what pgvector's
+    /// outbox statement does in one transaction).
+    pub fn delete_scope_now(&self, request: &DeleteRequest) -> Result<Vec<ChunkId>, GatewayError> {
+        self.check_up()?;
+        let mut rows = self.rows.lock().unwrap();
+        let doomed: Vec<ChunkId> = rows
+            .values()
+            .filter(|r| match request {
+                DeleteRequest::Project {
+                    tenant_id,
+                    project_id,
+                } => r.tenant_id == *tenant_id && r.project_id == *project_id,
+                DeleteRequest::Tenant { tenant_id } => r.tenant_id == *tenant_id,
+                DeleteRequest::Chunks { .. } => false,
+            })
+            .map(|r| r.chunk_id)
+            .collect();
+        for id in &doomed {
+            rows.remove(id);
+        }
+        Ok(doomed)
+    }
+}
+
+/// The state table in memory.
+#[derive(Debug, Default)]
+pub struct MemoryState(Mutex<BTreeMap<String, String>>);
+
+#[async_trait]
+impl StateTable for MemoryState {
+    async fn load(&self, key: &str) -> Result<Option<String>, GatewayError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+
+    async fn swap(&self, key: &str, value: &str) -> Result<Option<String>, GatewayError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), value.to_string()))
     }
 }

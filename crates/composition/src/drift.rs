@@ -1,6 +1,6 @@
-//! The comparison at the heart of `reconcile`, kept free of I/O so that it can be tested on
-//! hand-made pages: one page of pgvector rows against the Milvus rows of the same chunk-id
-//! range.
+//! The comparison of the two stores, kept free of I/O so that it can be tested on hand-made
+//! pages: one page of pgvector rows against the Milvus rows of the same chunk-id range.
+//! `vectorgate reconcile` and the relay's periodic reconcile both use it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -129,6 +129,11 @@ impl DriftReport {
         }
     }
 
+    /// Every differing id, counted once.
+    pub fn drift_rows(&self) -> u64 {
+        self.ids_to_replay().len() as u64
+    }
+
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for g in self.groups.values() {
@@ -141,32 +146,22 @@ impl DriftReport {
         t
     }
 
-    /// Milvus-only ids grouped by the tenant Milvus holds them under (deletes are
-    /// tenant-scoped).
-    pub fn only_in_milvus_by_tenant(&self) -> BTreeMap<TenantId, Vec<ChunkId>> {
-        let mut out: BTreeMap<TenantId, Vec<ChunkId>> = BTreeMap::new();
-        for ((tenant, _), g) in &self.groups {
-            out.entry(*tenant)
-                .or_default()
-                .extend(g.only_in_milvus.iter().copied());
-        }
-        out.retain(|_, ids| !ids.is_empty());
-        out
-    }
-
-    /// Ids that pgvector must re-send to Milvus: missing there or differing.
-    pub fn ids_to_upsert(&self) -> Vec<ChunkId> {
+    /// Every id whose Milvus copy must be made equal to pgvector's row (or removed when
+    /// pgvector has none): missing, differing and Milvus-only ids, ascending.
+    pub fn ids_to_replay(&self) -> Vec<ChunkId> {
         let mut ids: Vec<ChunkId> = self
             .groups
             .values()
             .flat_map(|g| {
                 g.missing_in_milvus
                     .iter()
+                    .chain(&g.only_in_milvus)
                     .copied()
                     .chain(g.differing.iter().map(|(id, _)| *id))
             })
             .collect();
         ids.sort();
+        ids.dedup();
         ids
     }
 }
@@ -253,11 +248,8 @@ mod tests {
             ),
             (1, 1, 2)
         );
-        let ids: Vec<i64> = report.ids_to_upsert().iter().map(|c| c.get()).collect();
-        assert_eq!(ids, vec![2, 3, 4]);
-        let deletes = report.only_in_milvus_by_tenant();
-        assert_eq!(deletes.len(), 1);
-        assert_eq!(deletes[&TenantId::new(3).unwrap()][0].get(), 9);
+        let ids: Vec<i64> = report.ids_to_replay().iter().map(|c| c.get()).collect();
+        assert_eq!(ids, vec![2, 3, 4, 9]);
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! The relay: the one writer that makes Milvus equal to pgvector for every outbox entry.
+//!
+//! One relay leads per outbox across processes (the outbox's lock; when the leader dies,
+//! another process takes over within `DUAL_RELAY_INTERVAL_MS`). The leader replays what
+//! writers left, woken at once by writers of this process, by wake-ups from other
+//! processes, and on the interval; while Milvus is down it backs off with jitter. It also
+//! compares a rolling window of both stores every `DUAL_RECONCILE_INTERVAL_MS`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use vectorgate_domain::outbox::{Claim, Leadership, Outbox, Wakeups};
+use vectorgate_domain::{ChunkId, GatewayError};
+
+use super::reconcile::Window;
+use super::DualStores;
+use crate::observability::{
+    OUTBOX_DEPTH, RELAY_FAILURES_TOTAL, RELAY_LAG_SECONDS, RELAY_REPLAYED_ROWS_TOTAL,
+};
+use crate::rows::{Replica, Source};
+use crate::settings::DualSettings;
+
+/// How long the background relay replays before it looks at its stats, the reconcile
+/// window and its lead again.
+const DRAIN_BUDGET: Duration = Duration::from_secs(2);
+
+/// What a `sync` (or one drain of the relay) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncReport {
+    /// Outbox entries (chunk ids) replayed and removed.
+    pub entries_replayed: u64,
+    /// Entries whose replay failed (still pending).
+    pub entries_failed: u64,
+    /// Rows copied from pgvector into Milvus.
+    pub upserted: u64,
+    /// Ids removed from Milvus because pgvector no longer has them.
+    pub deleted: u64,
+    /// Entries left after the run (including writes in flight).
+    pub remaining: u64,
+    /// Whether another process's relay did the work (this one waited for it).
+    pub other_relay: bool,
+    /// The distinct errors seen, for the operator.
+    pub errors: Vec<String>,
+}
+
+impl SyncReport {
+    fn add(&mut self, pass: &SyncReport) {
+        self.entries_replayed += pass.entries_replayed;
+        self.entries_failed += pass.entries_failed;
+        self.upserted += pass.upserted;
+        self.deleted += pass.deleted;
+        for error in &pass.errors {
+            if !self.errors.contains(error) {
+                self.errors.push(error.clone());
+            }
+        }
+    }
+}
+
+pub(crate) struct Relay {
+    outbox: Arc<dyn Outbox>,
+    source: Arc<dyn Source>,
+    replica: Arc<dyn Replica>,
+    window: Window,
+    settings: DualSettings,
+    /// Writers of this process wake the relay through it.
+    wake: Notify,
+}
+
+impl Relay {
+    pub(crate) fn new(stores: &DualStores, settings: &DualSettings) -> Self {
+        Self {
+            outbox: Arc::clone(&stores.outbox),
+            source: Arc::clone(&stores.source),
+            replica: Arc::clone(&stores.replica),
+            window: Window::new(stores, settings),
+            settings: settings.clone(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Work was left for the relay: it runs a pass at once (if it leads).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One pass: claims a batch, copies pgvector's rows of those ids into Milvus (removing
+    /// the ids pgvector lacks), and completes or releases the claims.
+    /// Returns how many entries it claimed, and what it did.
+    async fn pass(&self) -> Result<(usize, SyncReport), GatewayError> {
+        let claims = self.outbox.claim(self.settings.relay_batch_size).await?;
+        let mut report = SyncReport::default();
+        if claims.is_empty() {
+            return Ok((0, report));
+        }
+        match self.copy(&claims).await {
+            Ok((upserted, deleted)) => {
+                report.entries_replayed = self.outbox.complete(&claims).await?;
+                report.upserted = upserted;
+                report.deleted = deleted;
+                metrics::counter!(RELAY_REPLAYED_ROWS_TOTAL, "action" => "upsert")
+                    .increment(upserted);
+                metrics::counter!(RELAY_REPLAYED_ROWS_TOTAL, "action" => "delete")
+                    .increment(deleted);
+            }
+            Err(err) => {
+                self.outbox.release(&claims, &err.to_string()).await?;
+                metrics::counter!(RELAY_FAILURES_TOTAL).increment(1);
+                report.entries_failed = claims.len() as u64;
+                report.errors.push(err.to_string());
+            }
+        }
+        Ok((claims.len(), report))
+    }
+
+    async fn copy(&self, claims: &[Claim]) -> Result<(u64, u64), GatewayError> {
+        let ids: Vec<ChunkId> = claims.iter().map(|c| c.chunk_id).collect();
+        let rows = self.source.fetch(&ids).await?;
+        let present: BTreeSet<ChunkId> = rows.iter().map(|r| r.chunk_id).collect();
+        let absent: Vec<ChunkId> = ids.into_iter().filter(|id| !present.contains(id)).collect();
+        if !rows.is_empty() {
+            self.replica.put(&rows).await?;
+        }
+        if !absent.is_empty() {
+            self.replica.remove(&absent).await?;
+        }
+        Ok((rows.len() as u64, absent.len() as u64))
+    }
+
+    /// Passes until nothing is claimable or a pass fails, or until `budget` is spent (then
+    /// `true`: work may be left). Entries a write changed during their replay are claimed
+    /// again by a later pass.
+    async fn drain(&self, budget: Option<Duration>) -> Result<(SyncReport, bool), GatewayError> {
+        let started = Instant::now();
+        let mut total = SyncReport::default();
+        loop {
+            let (claimed, pass) = self.pass().await?;
+            total.add(&pass);
+            if claimed == 0 || pass.entries_failed > 0 {
+                return Ok((total, false));
+            }
+            if budget.is_some_and(|b| started.elapsed() >= b) {
+                return Ok((total, true));
+            }
+        }
+    }
+
+    async fn publish_stats(&self) -> u64 {
+        match self.outbox.stats().await {
+            Ok(stats) => {
+                metrics::gauge!(OUTBOX_DEPTH).set(stats.depth as f64);
+                metrics::gauge!(RELAY_LAG_SECONDS).set(stats.lag.map_or(0.0, |l| l.as_secs_f64()));
+                stats.depth
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "could not read the outbox stats");
+                0
+            }
+        }
+    }
+
+    /// `vectorgate sync`, backfill and repair: drains now, as the leader for the time of
+    /// the call, or waits while another process's relay drains (`ids`, when given, or the
+    /// whole outbox).
+    pub(crate) async fn sync(&self, ids: Option<&[ChunkId]>) -> Result<SyncReport, GatewayError> {
+        let mut report = match self.outbox.try_lead().await? {
+            Some(lead) => {
+                let drained = async {
+                    self.outbox.reset_claims().await?;
+                    self.drain(None).await.map(|(report, _)| report)
+                }
+                .await;
+                lead.release().await;
+                drained?
+            }
+            None => {
+                let mut report = self.wait_for_other_relay(ids).await?;
+                report.other_relay = true;
+                report
+            }
+        };
+        report.remaining = self.publish_stats().await;
+        tracing::info!(
+            replayed = report.entries_replayed,
+            failed = report.entries_failed,
+            upserted = report.upserted,
+            deleted = report.deleted,
+            remaining = report.remaining,
+            other_relay = report.other_relay,
+            "dual sync finished"
+        );
+        Ok(report)
+    }
+
+    /// Another process leads: wait until it has replayed `ids` (or everything), or until
+    /// only failing entries are left, or it stops making progress for a while.
+    async fn wait_for_other_relay(
+        &self,
+        ids: Option<&[ChunkId]>,
+    ) -> Result<SyncReport, GatewayError> {
+        let interval = self.settings.relay_interval.max(Duration::from_millis(100));
+        let patience = interval * 30;
+        let mut last = self.outbox.stats().await?;
+        let mut since_progress = Instant::now();
+        loop {
+            let done = match ids {
+                Some(ids) => self.outbox.held(ids).await?.is_empty(),
+                None => last.depth == 0,
+            };
+            if done || last.failed == last.depth && since_progress.elapsed() > interval {
+                let mut report = SyncReport::default();
+                if let Some(error) = &last.last_error {
+                    report.errors.push(error.clone());
+                }
+                report.entries_failed = last.failed;
+                return Ok(report);
+            }
+            if since_progress.elapsed() > patience {
+                return Ok(SyncReport {
+                    errors: vec![format!(
+                        "another process's relay made no progress for {} s",
+                        patience.as_secs()
+                    )],
+                    ..SyncReport::default()
+                });
+            }
+            tokio::time::sleep(interval.min(Duration::from_millis(500))).await;
+            let now = self.outbox.stats().await?;
+            if now.depth < last.depth {
+                since_progress = Instant::now();
+            }
+            last = now;
+        }
+    }
+
+    /// The background relay of a dual gateway: leads when it can, stands by otherwise,
+    /// until `stop`.
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let interval = self.settings.relay_interval;
+        loop {
+            let lead = tokio::select! {
+                _ = stop.cancelled() => return,
+                lead = self.outbox.try_lead() => lead,
+            };
+            match lead {
+                Ok(Some(lead)) => {
+                    tracing::info!("relay leads: this process replays the outbox");
+                    self.lead(lead, &stop).await;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::debug!(error = %err, "relay cannot reach the outbox"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(self.settings.relay_interval.max(Duration::from_secs(1)) * 30)
+            .without_max_times()
+            .build()
+    }
+
+    async fn lead(&self, mut lead: Box<dyn Leadership>, stop: &CancellationToken) {
+        if let Err(err) = self.outbox.reset_claims().await {
+            tracing::warn!(error = %err, "relay could not reset stale claims");
+        }
+        let mut wakeups: Option<Box<dyn Wakeups>> = match self.outbox.subscribe().await {
+            Ok(w) => Some(w),
+            Err(err) => {
+                tracing::warn!(error = %err, "relay gets no wake-ups from other processes; it polls");
+                None
+            }
+        };
+        let mut backoff = self.backoff();
+        let mut next_reconcile = Instant::now() + self.settings.reconcile_interval;
+        loop {
+            let mut more = false;
+            let delay = match self.drain(Some(DRAIN_BUDGET)).await {
+                Ok((_, left)) if !left => {
+                    backoff = self.backoff();
+                    None
+                }
+                Ok((report, _)) if report.entries_failed == 0 => {
+                    more = true;
+                    backoff = self.backoff();
+                    None
+                }
+                Ok((report, _)) => {
+                    let wait = backoff.next();
+                    tracing::warn!(
+                        failed = report.entries_failed,
+                        error = report.errors.first().map(String::as_str).unwrap_or(""),
+                        retry_in_ms = wait.map(|d| d.as_millis() as u64),
+                        "relay: Milvus replay failed; backing off"
+                    );
+                    wait
+                }
+                Err(err) => {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %err, "relay: outbox unreachable; backing off");
+                    wait
+                }
+            };
+            self.publish_stats().await;
+            if !self.settings.reconcile_interval.is_zero() && Instant::now() >= next_reconcile {
+                next_reconcile = Instant::now() + self.settings.reconcile_interval;
+                match self.window.step().await {
+                    Ok(0) => {}
+                    Ok(_) => continue,
+                    Err(err) => tracing::warn!(error = %err, "relay: reconcile window failed"),
+                }
+            }
+            let woken = async {
+                match wakeups.as_mut() {
+                    Some(w) => {
+                        if w.next().await.is_err() {
+                            // The listener reconnects on its next call; poll meanwhile.
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            if stop.is_cancelled() {
+                break;
+            }
+            if !more {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.wake.notified(), if delay.is_none() => {}
+                    _ = woken, if delay.is_none() => {}
+                    _ = tokio::time::sleep(delay.unwrap_or(self.settings.relay_interval)) => {}
+                }
+            }
+            if let Err(err) = lead.check().await {
+                tracing::warn!(error = %err, "relay lost its lead; standing by");
+                return;
+            }
+        }
+        lead.release().await;
+    }
+}

@@ -1,0 +1,631 @@
+//! The dual gateway and its relay over in-memory stores: the write path, the relay, and
+//! every interleaving of issue 12 forced in the order that used to lose a write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vectorgate_domain::{
+    ChunkId, DeleteRequest, Dimension, Embedding, GatewayError, Metric, MockVectorStoreGateway,
+    ProjectId, SearchHit, SearchRequest, SearchScope, StoreKind, TenantId, TopK, VectorRecord,
+    VectorStoreGateway,
+};
+
+use super::*;
+use crate::test_support::CapturedLogs;
+use crate::testing::{Call, Gated, MemoryOutbox, MemoryState, MemoryStore};
+
+fn dim() -> Dimension {
+    Dimension::new(4).unwrap()
+}
+
+fn rec(id: i64, tenant: i64, project: i64, x: f32) -> VectorRecord {
+    VectorRecord::new(
+        ChunkId::new(id).unwrap(),
+        TenantId::new(tenant).unwrap(),
+        ProjectId::new(project).unwrap(),
+        Embedding::new(vec![x, 1.0, 0.5, -0.25]).unwrap(),
+    )
+}
+
+fn t(id: i64) -> TenantId {
+    TenantId::new(id).unwrap()
+}
+
+fn c(id: i64) -> ChunkId {
+    ChunkId::new(id).unwrap()
+}
+
+/// No background relay, no periodic reconcile: tests drive replays with `sync()`.
+fn manual() -> DualSettings {
+    DualSettings {
+        relay: false,
+        reconcile_interval: Duration::ZERO,
+        ..DualSettings::default()
+    }
+}
+
+/// A background relay that polls every 20 ms.
+fn background() -> DualSettings {
+    DualSettings {
+        relay: true,
+        relay_interval: Duration::from_millis(20),
+        reconcile_interval: Duration::ZERO,
+        ..DualSettings::default()
+    }
+}
+
+struct Fixture {
+    pg: Arc<MemoryStore>,
+    milvus: Arc<MemoryStore>,
+    pg_gate: Arc<Gated>,
+    milvus_gate: Arc<Gated>,
+    outbox: Arc<MemoryOutbox>,
+    state: Arc<MemoryState>,
+    dual: Arc<DualGateway>,
+}
+
+impl Fixture {
+    fn new(settings: DualSettings) -> Self {
+        let pg = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+        let milvus = Arc::new(MemoryStore::new(StoreKind::Milvus, dim(), Metric::Ip));
+        let outbox = Arc::new(MemoryOutbox::beside(pg.clone()));
+        let mut f = Self {
+            pg_gate: Gated::new(pg.clone()),
+            milvus_gate: Gated::new(milvus.clone()),
+            pg,
+            milvus,
+            outbox,
+            state: Arc::default(),
+            dual: Arc::new(DualGateway::new(empty_stores(), manual())),
+        };
+        f.dual = Arc::new(f.gateway(settings));
+        f
+    }
+
+    /// Another gateway over the same stores and outbox: another process of the service.
+    fn gateway(&self, settings: DualSettings) -> DualGateway {
+        DualGateway::new(
+            DualStores {
+                pgvector: self.pg_gate.clone(),
+                milvus: self.milvus_gate.clone(),
+                source: self.pg.clone(),
+                replica: self.milvus_gate.clone(),
+                outbox: self.outbox.clone(),
+                state: self.state.clone(),
+            },
+            settings,
+        )
+    }
+
+    fn converged(&self) -> bool {
+        self.pg.snapshot() == self.milvus.snapshot()
+    }
+}
+
+fn empty_stores() -> DualStores {
+    let store = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+    DualStores {
+        pgvector: store.clone(),
+        milvus: store.clone(),
+        source: store.clone(),
+        replica: store,
+        outbox: Arc::new(MemoryOutbox::new()),
+        state: Arc::new(MemoryState::default()),
+    }
+}
+
+/// Waits (bounded) until `check` holds.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
+#[tokio::test]
+async fn a_failing_milvus_leaves_the_caller_with_ok_one_warning_and_an_outbox_entry() {
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let f = Fixture::new(manual());
+    f.milvus_gate.fail(Call::Upsert, 1);
+    let written = f
+        .dual
+        .upsert_vectors(&[rec(101, 7, 1, 0.1), rec(102, 7, 2, 0.2)])
+        .await
+        .expect("pgvector committed, so the caller succeeds");
+    assert_eq!(written, 2);
+    f.dual.flush_background().await;
+
+    let warnings = logs.lines_with("WARN");
+    assert_eq!(warnings.len(), 1, "exactly one warning: {}", logs.text());
+    for needle in [
+        "store=\"milvus\"",
+        "operation=\"upsert\"",
+        "tenant=7",
+        "chunk_ids=101,102",
+        "injected failure",
+    ] {
+        assert!(
+            warnings[0].contains(needle),
+            "{needle} missing in {}",
+            warnings[0]
+        );
+    }
+    assert_eq!(f.outbox.pending(), vec![c(101), c(102)]);
+    let stats = f.dual.outbox_stats().await.unwrap();
+    assert_eq!((stats.depth, stats.failed), (2, 2));
+    assert!(stats.last_error.unwrap().contains("injected failure"));
+}
+
+#[tokio::test]
+async fn a_failing_pgvector_fails_the_call_and_the_relay_removes_what_milvus_got() {
+    // Writes run in parallel, so Milvus may apply a write pgvector then refuses. The call
+    // fails, the ids stay in the outbox, and the relay makes Milvus equal to pgvector.
+    let f = Fixture::new(manual());
+    f.pg_gate.fail(Call::Upsert, 1);
+    let err = f
+        .dual
+        .upsert_vectors(&[rec(5, 1, 1, 0.5)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GatewayError::Unavailable {
+                store: StoreKind::Pgvector,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    f.dual.flush_background().await;
+    assert_eq!(f.milvus.snapshot().len(), 1, "Milvus applied it");
+    assert_eq!(f.outbox.pending(), vec![c(5)]);
+    let report = f.dual.sync().await.unwrap();
+    assert!(
+        f.milvus.snapshot().is_empty(),
+        "Milvus holds nothing pgvector lacks"
+    );
+    assert_eq!((report.entries_replayed, report.deleted), (1, 1));
+    assert_eq!(report.remaining, 0);
+}
+
+#[tokio::test]
+async fn an_outbox_failure_fails_the_call_before_either_store_is_touched() {
+    let f = Fixture::new(manual());
+    f.outbox.set_unavailable(true);
+    let err = f
+        .dual
+        .upsert_vectors(&[rec(1, 1, 1, 0.1)])
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    let err = f
+        .dual
+        .delete_vectors(&DeleteRequest::tenant(t(1)))
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert_eq!(f.pg.write_calls() + f.milvus.write_calls(), 0);
+}
+
+#[tokio::test]
+async fn bad_input_is_rejected_before_the_outbox() {
+    let f = Fixture::new(manual());
+    let wrong_dim = VectorRecord::new(
+        c(1),
+        t(1),
+        ProjectId::new(1).unwrap(),
+        Embedding::new(vec![1.0, 2.0]).unwrap(),
+    );
+    let err = f.dual.upsert_vectors(&[wrong_dim]).await.unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
+    assert!(f.outbox.pending().is_empty());
+    assert_eq!(f.pg.write_calls() + f.milvus.write_calls(), 0);
+}
+
+#[tokio::test]
+async fn successful_writes_leave_both_stores_equal_and_the_outbox_empty() {
+    let f = Fixture::new(manual());
+    f.dual
+        .upsert_vectors(&[rec(1, 1, 1, 0.1), rec(2, 1, 2, 0.2), rec(3, 2, 1, 0.3)])
+        .await
+        .unwrap();
+    // Each write settles (off the caller's path) before the next names the same ids; a
+    // write that overlaps an unsettled one leaves its ids to the relay instead (below).
+    f.dual.flush_background().await;
+    let deleted = f
+        .dual
+        .delete_vectors(&DeleteRequest::chunks(t(1), [c(2), c(2)]))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    f.dual.flush_background().await;
+    assert_eq!(
+        f.dual
+            .delete_vectors(&DeleteRequest::project(t(2), ProjectId::new(1).unwrap()))
+            .await
+            .unwrap(),
+        1
+    );
+    f.dual.flush_background().await;
+    assert!(f.converged());
+    assert_eq!(f.pg.snapshot().len(), 1);
+    assert!(f.outbox.pending().is_empty(), "{:?}", f.outbox.pending());
+}
+
+#[tokio::test]
+async fn a_rewrite_before_the_previous_write_settled_is_left_to_the_relay() {
+    let f = Fixture::new(manual());
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap();
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.2)]).await.unwrap();
+    f.dual.flush_background().await;
+    // Both writes were unsettled together: the stores may have applied them in different
+    // orders, so the id stays for the relay.
+    assert_eq!(f.outbox.pending(), vec![c(1)]);
+    f.dual.sync().await.unwrap();
+    assert!(f.converged() && f.outbox.pending().is_empty());
+}
+
+#[tokio::test]
+async fn sync_converges_after_milvus_missed_upserts_deletes_moves_and_scope_deletes() {
+    let f = Fixture::new(manual());
+    let records: Vec<_> = (1..=6).map(|i| rec(i, 1, i % 2, 0.1 * i as f32)).collect();
+    f.dual.upsert_vectors(&records).await.unwrap();
+    f.dual
+        .upsert_vectors(&[rec(20, 2, 1, 0.9), rec(21, 2, 2, 0.8)])
+        .await
+        .unwrap();
+    f.dual.flush_background().await;
+
+    f.milvus.set_down(true);
+    // New rows, a changed vector, a chunk moved to tenant 3, a chunk delete and a project
+    // delete, all while Milvus is down: every call succeeds.
+    f.dual
+        .upsert_vectors(&[rec(7, 1, 1, 0.7), rec(1, 1, 1, -0.5)])
+        .await
+        .unwrap();
+    f.dual.upsert_vectors(&[rec(2, 3, 9, 0.2)]).await.unwrap();
+    f.dual
+        .delete_vectors(&DeleteRequest::chunks(t(1), [c(3)]))
+        .await
+        .unwrap();
+    f.dual
+        .delete_vectors(&DeleteRequest::project(t(2), ProjectId::new(1).unwrap()))
+        .await
+        .unwrap();
+    f.dual.flush_background().await;
+    assert_eq!(f.outbox.pending(), vec![c(1), c(2), c(3), c(7), c(20)]);
+    assert!(!f.converged());
+
+    // A sync while Milvus is still down repairs nothing and keeps everything.
+    let report = f.dual.sync().await.unwrap();
+    assert_eq!(report.entries_replayed, 0);
+    assert!(report.entries_failed >= 1);
+    assert_eq!(report.remaining, 5);
+
+    f.milvus.set_down(false);
+    let report = f.dual.sync().await.unwrap();
+    assert_eq!(report.entries_replayed, 5, "{report:?}");
+    assert_eq!(report.remaining, 0);
+    assert!(f.converged());
+    assert_eq!(report.deleted, 2, "chunks 3 and 20 removed: {report:?}");
+}
+
+#[tokio::test]
+async fn searches_read_pgvector_by_default_and_milvus_when_configured() {
+    let query = SearchRequest::new(
+        SearchScope::tenant(t(1)),
+        Embedding::new(vec![1.0, 0.0, 0.0, 0.0]).unwrap(),
+        TopK::new(3).unwrap(),
+    );
+    for (read_from, expected) in [(ReadFrom::Pgvector, 11), (ReadFrom::Milvus, 12)] {
+        let f = Fixture::new(DualSettings {
+            read_from,
+            ..manual()
+        });
+        // Different rows behind each store's back tell which one answered.
+        f.pg.put_raw(rec(11, 1, 1, 1.0));
+        f.milvus.put_raw(rec(12, 1, 1, 1.0));
+        let hits = f.dual.search(&query).await.unwrap();
+        assert_eq!(
+            hits.iter().map(|h| h.chunk_id.get()).collect::<Vec<_>>(),
+            vec![expected]
+        );
+    }
+}
+
+#[tokio::test]
+async fn shadow_reads_query_the_other_store_in_the_background() {
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let pg = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+    pg.put_raw(rec(1, 1, 1, 1.0));
+    pg.put_raw(rec(2, 1, 1, 0.5));
+    let mut milvus = MockVectorStoreGateway::new();
+    milvus.expect_search().times(1).returning(|_| {
+        Ok(vec![SearchHit {
+            chunk_id: ChunkId::new(1).unwrap(),
+            project_id: ProjectId::new(1).unwrap(),
+            score: 1.0,
+        }])
+    });
+    let dual = DualGateway::new(
+        DualStores {
+            pgvector: pg.clone(),
+            milvus: Arc::new(milvus),
+            source: pg.clone(),
+            replica: pg,
+            outbox: Arc::new(MemoryOutbox::new()),
+            state: Arc::new(MemoryState::default()),
+        },
+        DualSettings {
+            shadow_read_rate: 1.0,
+            ..manual()
+        },
+    );
+    let query = SearchRequest::new(
+        SearchScope::tenant(t(1)),
+        Embedding::new(vec![1.0, 0.0, 0.0, 0.0]).unwrap(),
+        TopK::new(2).unwrap(),
+    );
+    assert_eq!(dual.search(&query).await.unwrap().len(), 2);
+    eventually("a shadow read is logged", || {
+        !logs.lines_with("shadow read").is_empty()
+    })
+    .await;
+    let lines = logs.lines_with("shadow read");
+    assert_eq!(lines.len(), 1, "{}", logs.text());
+    assert!(lines[0].contains("overlap=0.5"), "{}", lines[0]);
+}
+
+#[test]
+fn overlap_is_the_share_of_primary_ids_found() {
+    use super::shadow::top_k_overlap;
+    let hit = |id| SearchHit {
+        chunk_id: c(id),
+        project_id: ProjectId::new(1).unwrap(),
+        score: 0.0,
+    };
+    assert_eq!(top_k_overlap(&[c(1), c(2)], &[hit(2), hit(3)]), 0.5);
+    assert_eq!(top_k_overlap(&[], &[]), 1.0);
+    assert_eq!(top_k_overlap(&[], &[hit(1)]), 0.0);
+}
+
+#[tokio::test]
+async fn health_reports_a_down_milvus_without_failing() {
+    let f = Fixture::new(manual());
+    f.milvus.set_down(true);
+    let health = f.dual.health().await.unwrap();
+    assert_eq!(health.stores.len(), 2);
+    assert!(!health.is_healthy());
+    let milvus = health
+        .stores
+        .iter()
+        .find(|s| s.store == StoreKind::Milvus)
+        .unwrap();
+    assert!(!milvus.reachable);
+    assert!(milvus.problem.as_deref().unwrap().contains("down"));
+}
+
+// ---- The relay in the background -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_replays_on_its_own_once_milvus_is_back() {
+    let f = Fixture::new(background());
+    f.milvus.set_down(true);
+    f.dual
+        .upsert_vectors(&[rec(1, 1, 1, 0.1), rec(2, 1, 1, 0.2)])
+        .await
+        .unwrap();
+    f.dual
+        .delete_vectors(&DeleteRequest::tenant(t(9)))
+        .await
+        .unwrap();
+    f.dual.flush_background().await;
+    assert!(!f.converged());
+    f.milvus.set_down(false);
+    eventually("the relay replayed without a sync", || {
+        f.converged() && f.outbox.pending().is_empty()
+    })
+    .await;
+    f.dual.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_leads_and_a_standby_takes_over_when_it_closes() {
+    let f = Fixture::new(background());
+    let second = f.gateway(background());
+    // The first gateway's relay leads: the second cannot.
+    eventually("the first relay leads", || f.outbox.try_lead_is_taken()).await;
+    f.dual.close().await.unwrap();
+    // With the leader gone, the standby replays.
+    f.milvus_gate.fail(Call::Upsert, 1);
+    second.upsert_vectors(&[rec(3, 1, 1, 0.3)]).await.unwrap();
+    eventually("the standby took over and replayed", || {
+        f.converged() && f.outbox.pending().is_empty()
+    })
+    .await;
+    second.close().await.unwrap();
+}
+
+#[test]
+fn the_periodic_reconcile_repairs_drift_from_outside_the_outbox_and_counts_it() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let f = Fixture::new(DualSettings {
+                reconcile_interval: Duration::from_millis(20),
+                reconcile_rows: 2,
+                ..background()
+            });
+            f.dual
+                .upsert_vectors(&[rec(1, 1, 1, 0.1), rec(2, 1, 1, 0.2), rec(3, 1, 1, 0.3)])
+                .await
+                .unwrap();
+            f.dual.flush_background().await;
+            // Drift no write recorded: a changed row, a lost row and a ghost row.
+            f.milvus.put_raw(rec(2, 1, 1, 0.9));
+            f.milvus.remove(&[c(3)]).await.unwrap();
+            f.milvus.put_raw(rec(50, 4, 1, 0.5));
+            eventually("the reconcile window found and repaired the drift", || {
+                f.converged()
+            })
+            .await;
+            f.dual.close().await.unwrap();
+        })
+    });
+    let drift = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(key, _, _, _)| key.key().name() == crate::observability::DRIFT_ROWS_TOTAL)
+        .map(|(_, _, _, value)| value);
+    assert_eq!(drift, Some(DebugValue::Counter(3)));
+}
+
+// ---- Issue 12's interleavings, each forced in the order that lost a write ----------
+
+/// 1. A write slower than its lease: the relay takes its ids over and replays them while
+/// pgvector is still writing; the write then fails on Milvus. Before: the intent was gone
+/// and Milvus kept the old row. Now the late settle records the ids again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaving_1_a_write_slower_than_its_lease() {
+    let f = Fixture::new(manual());
+    let pg_write = f.pg_gate.hold(Call::Upsert);
+    f.milvus_gate.fail(Call::Upsert, 1);
+    let writer = {
+        let dual = f.dual.clone();
+        tokio::spawn(async move { dual.upsert_vectors(&[rec(1, 1, 1, 0.9)]).await })
+    };
+    pg_write.reached().await;
+    f.outbox.expire_leases();
+    f.dual.sync().await.unwrap();
+    pg_write.release();
+    writer.await.unwrap().unwrap();
+    f.dual.flush_background().await;
+    assert_eq!(
+        f.outbox.pending(),
+        vec![c(1)],
+        "the late write left its id for the relay"
+    );
+    f.dual.sync().await.unwrap();
+    assert!(f.converged());
+}
+
+/// 2. A relay's replay fails after it read pgvector, while a write of the same id runs
+/// to the end: the write must not take the entry as its own, or the id stays stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaving_2_a_failed_replay_does_not_let_a_writer_drop_the_entry() {
+    let f = Fixture::new(manual());
+    f.milvus_gate.fail(Call::Upsert, 1);
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap();
+    f.dual.flush_background().await;
+    let replay = f.milvus_gate.hold(Call::Put);
+    f.milvus_gate.fail(Call::Put, 1);
+    let sync = {
+        let dual = f.dual.clone();
+        tokio::spawn(async move { dual.sync().await })
+    };
+    replay.reached().await;
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.2)]).await.unwrap();
+    f.dual.flush_background().await;
+    replay.release();
+    sync.await.unwrap().unwrap();
+    assert_eq!(f.outbox.pending(), vec![c(1)]);
+    f.dual.sync().await.unwrap();
+    assert!(f.converged());
+}
+
+/// 3. Two syncs at once: one replays a stale copy after a writer's newer one. Before: both
+/// entries were marked done and Milvus kept the stale copy. Now one relay runs at a time,
+/// and a replay whose id changed meanwhile is replayed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaving_3_two_syncs_and_a_stale_replay() {
+    let f = Fixture::new(manual());
+    f.milvus_gate.fail(Call::Upsert, 1);
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap();
+    f.dual.flush_background().await;
+    let stale = f.milvus_gate.hold(Call::Put);
+    let sync_a = {
+        let dual = f.dual.clone();
+        tokio::spawn(async move { dual.sync().await })
+    };
+    stale.reached().await;
+    // A writer writes v2 to both stores, and a second sync starts while A replays v1.
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.2)]).await.unwrap();
+    f.dual.flush_background().await;
+    let other = f.gateway(manual());
+    let sync_b = tokio::spawn(async move { other.sync().await });
+    stale.release();
+    sync_a.await.unwrap().unwrap();
+    let b = sync_b.await.unwrap().unwrap();
+    assert!(b.other_relay, "one relay at a time");
+    assert!(
+        f.converged(),
+        "{:?} vs {:?}",
+        f.pg.snapshot(),
+        f.milvus.snapshot()
+    );
+    assert!(f.outbox.pending().is_empty());
+}
+
+/// 5. A backfill page read before a writer commits lands after the writer's Milvus
+/// write. Backfill now goes through the relay, so the write keeps the id for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaving_5_a_backfill_page_older_than_a_write() {
+    let f = Fixture::new(manual());
+    f.pg.put_raw(rec(1, 1, 1, 0.1));
+    let page = f.milvus_gate.hold(Call::Put);
+    let backfill = {
+        let dual = f.dual.clone();
+        tokio::spawn(async move { dual.replay(&[c(1)]).await })
+    };
+    page.reached().await;
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.2)]).await.unwrap();
+    f.dual.flush_background().await;
+    page.release();
+    backfill.await.unwrap().unwrap();
+    assert!(
+        f.converged(),
+        "{:?} vs {:?}",
+        f.pg.snapshot(),
+        f.milvus.snapshot()
+    );
+}
+
+/// 6. A tenant delete racing an upsert that moves a chunk into another tenant: pgvector
+/// deletes the chunk, then the move re-creates it under tenant 2 in both stores, and only
+/// then does Milvus apply the delete. Both writes name the id, so the relay replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaving_6_a_tenant_delete_racing_a_move() {
+    let f = Fixture::new(manual());
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap();
+    f.dual.flush_background().await;
+    let milvus_delete = f.milvus_gate.hold(Call::Remove);
+    let delete = {
+        let dual = f.dual.clone();
+        tokio::spawn(async move { dual.delete_vectors(&DeleteRequest::tenant(t(1))).await })
+    };
+    milvus_delete.reached().await;
+    f.dual.upsert_vectors(&[rec(1, 2, 1, 0.1)]).await.unwrap();
+    milvus_delete.release();
+    assert_eq!(delete.await.unwrap().unwrap(), 1);
+    f.dual.flush_background().await;
+    assert!(
+        f.milvus.snapshot().is_empty(),
+        "Milvus lost the moved chunk for now"
+    );
+    f.dual.sync().await.unwrap();
+    assert!(f.converged());
+    assert_eq!(f.pg.snapshot()[0].tenant_id, t(2));
+}
