@@ -31,8 +31,18 @@ impl Layout {
     }
 
     pub fn at(root: &Path) -> Self {
+        Self::with_services(root, &root.join("target").join("services"))
+    }
+
+    /// This workspace's layout (its venv) with the servers' data, logs and state under
+    /// `services`: a test's own server beside the shared ones.
+    pub fn for_own_servers(services: &Path) -> Self {
+        Self::with_services(&Self::current().root, services)
+    }
+
+    fn with_services(root: &Path, services: &Path) -> Self {
         let target = root.join("target");
-        let services = target.join("services");
+        let services = services.to_path_buf();
         let pg_dir = services.join("pg");
         let milvus_dir = services.join("milvus");
         Self {

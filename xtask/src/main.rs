@@ -1,15 +1,6 @@
 //! `cargo xtask`: the project's automation (see README.md for the commands a user types).
-
-mod demo;
-mod docs;
-mod layout;
-mod lint;
-mod milvus;
-mod postgres;
-mod process;
-mod services;
-mod steps;
-mod venv;
+//! The work is in the library (`xtask/src/lib.rs`), which tests also use to start servers
+//! of their own.
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -17,8 +8,9 @@ use std::sync::atomic::Ordering;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::layout::Layout;
-use crate::services::{Ports, DEFAULT_MILVUS_PORT, DEFAULT_PG_PORT};
+use xtask::layout::Layout;
+use xtask::services::{Ports, DEFAULT_MILVUS_PORT, DEFAULT_PG_PORT};
+use xtask::{demo, docs, lint, services, steps};
 
 #[derive(Debug, Parser)]
 #[command(
