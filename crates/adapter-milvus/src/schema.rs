@@ -107,40 +107,10 @@ impl MilvusSchemaManager {
     /// (changing nothing) when they differ; creates a missing index; loads it if needed.
     pub async fn ensure_collection(&self) -> Result<(), GatewayError> {
         let name = self.collection();
-        if self.api.has_collection(name).await? {
-            let found = self.api.describe_collection(name).await?;
-            let mut differences =
-                field_differences(&expected_fields(self.config.dimension), &found);
-            let indexes = self.api.describe_index(name, FIELD_EMBEDDING).await?;
-            if let Some(index) = indexes.first() {
-                if !index
-                    .metric_type
-                    .eq_ignore_ascii_case(self.config.metric.as_str())
-                {
-                    differences.push(format!(
-                        "index metric: expected {}, found {}",
-                        self.config.metric, index.metric_type
-                    ));
-                }
-            }
-            if !differences.is_empty() {
-                return Err(GatewayError::schema_mismatch(
-                    STORE,
-                    name,
-                    format!(
-                        "{}; nothing was changed (recreate the collection explicitly to \
-                         replace it, which deletes its data)",
-                        differences.join("; ")
-                    ),
-                ));
-            }
-            if indexes.is_empty() {
-                tracing::info!(collection = name, "creating the missing index");
-                self.api
-                    .create_index(name, &expected_index(&self.config))
-                    .await?;
-            }
-        } else {
+        // Processes starting together race to create the collection: whoever loses sees
+        // an error, finds the collection there and verifies it like any existing one.
+        let mut created = false;
+        if !self.api.has_collection(name).await? {
             tracing::info!(
                 collection = name,
                 dimension = self.config.dimension.get(),
@@ -148,17 +118,72 @@ impl MilvusSchemaManager {
                 nlist = self.config.effective_nlist(),
                 "creating collection"
             );
-            self.api
+            match self
+                .api
                 .create_collection(name, &expected_fields(self.config.dimension))
-                .await?;
-            self.api
+                .await
+            {
+                Ok(()) => created = true,
+                Err(err) if self.api.has_collection(name).await? => {
+                    tracing::debug!(collection = name, error = %err, "created meanwhile by another process");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let needs_index = created || {
+            let indexes = self.verify_existing().await?;
+            indexes == 0
+        };
+        if needs_index {
+            tracing::info!(collection = name, "creating the index");
+            if let Err(err) = self
+                .api
                 .create_index(name, &expected_index(&self.config))
-                .await?;
+                .await
+            {
+                // Another process may have created it meanwhile: then verify its metric.
+                if self.verify_existing().await? == 0 {
+                    return Err(err);
+                }
+            }
         }
         if self.api.load_status(name).await? != LoadStatus::Loaded {
             self.api.load_collection(name).await?;
         }
         Ok(())
+    }
+
+    /// Compares an existing collection's fields and index metric with the configuration;
+    /// `SchemaMismatch` naming both sides when they differ (nothing is changed). Returns how
+    /// many indexes the vector field has.
+    async fn verify_existing(&self) -> Result<usize, GatewayError> {
+        let name = self.collection();
+        let found = self.api.describe_collection(name).await?;
+        let mut differences = field_differences(&expected_fields(self.config.dimension), &found);
+        let indexes = self.api.describe_index(name, FIELD_EMBEDDING).await?;
+        if let Some(index) = indexes.first() {
+            if !index
+                .metric_type
+                .eq_ignore_ascii_case(self.config.metric.as_str())
+            {
+                differences.push(format!(
+                    "index metric: expected {}, found {}",
+                    self.config.metric, index.metric_type
+                ));
+            }
+        }
+        if differences.is_empty() {
+            return Ok(indexes.len());
+        }
+        Err(GatewayError::schema_mismatch(
+            STORE,
+            name,
+            format!(
+                "{}; nothing was changed (recreate the collection explicitly to replace it, \
+                 which deletes its data)",
+                differences.join("; ")
+            ),
+        ))
     }
 
     /// Drops the collection (and its data) if it exists, then creates it afresh. Only ever

@@ -484,3 +484,64 @@ fn sync_replays_the_outbox_and_metrics_are_printed() {
         "{run:#?}"
     );
 }
+
+/// Processes starting together against empty stores (replicas of a service rolling out,
+/// operators running tools): every one starts. Four imports, a sync and three inits in dual
+/// mode race to create the table, its indexes, the outbox, the state table and the
+/// collection; `CREATE ... IF NOT EXISTS` alone collides in PostgreSQL's catalog.
+#[test]
+fn eight_processes_starting_at_once_against_empty_stores_all_start() {
+    if !milvus_tests_enabled("eight_processes_starting_at_once_against_empty_stores_all_start") {
+        return;
+    }
+    let fx = Fixture::new("cli_rollout", true);
+    let rows = records(400, 21);
+    let files: Vec<_> = rows
+        .chunks(100)
+        .enumerate()
+        .map(|(i, part)| fx.jsonl(&format!("part{i}.jsonl"), part))
+        .collect();
+    let mut commands: Vec<(String, std::process::Command)> = files
+        .iter()
+        .map(|f| {
+            (
+                "import".to_string(),
+                fx.command("dual", &["import", "--file", f.to_str().unwrap()]),
+            )
+        })
+        .collect();
+    commands.push(("sync".into(), fx.command("dual", &["sync"])));
+    for _ in 0..3 {
+        commands.push(("init".into(), fx.command("dual", &["init"])));
+    }
+    let children: Vec<_> = commands
+        .into_iter()
+        .map(|(what, mut cmd)| {
+            (
+                what,
+                cmd.stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("the vectorgate binary starts"),
+            )
+        })
+        .collect();
+    for (what, child) in children {
+        let run = support::Run::from(child.wait_with_output().unwrap(), &[&what]);
+        assert!(
+            !run.stderr.contains("duplicate key"),
+            "{what} collided in the catalog: {run:#?}"
+        );
+        match what.as_str() {
+            // sync may find writes still in flight (exit 1), never fail to run (exit 2).
+            "sync" => assert!(matches!(run.code, Some(0 | 1)), "{run:#?}"),
+            _ => {
+                run.success();
+            }
+        }
+    }
+    fx.run("dual", &["sync"]).success();
+    let run = fx.run("dual", &["reconcile"]);
+    run.success();
+    assert_eq!(milvus_rows(&fx).len(), rows.len());
+}
