@@ -23,6 +23,7 @@ mod error;
 mod health;
 mod metric;
 mod outbox;
+mod retry;
 mod scan;
 mod schema;
 mod search;

@@ -17,7 +17,9 @@ use vectorgate_domain::{ChunkId, DeleteRequest, GatewayError, StoreKind};
 
 use crate::config::validate_identifier;
 use crate::error::Seam;
+use crate::retry::retry_transient;
 use crate::schema::{self, quote_ident};
+use crate::sql::ordered_delete;
 use crate::store::PgVectorStore;
 
 fn ids(values: &[ChunkId]) -> Vec<i64> {
@@ -91,6 +93,26 @@ impl PgOutbox {
             .execute(&mut *self.conn(op).await?)
             .await
             .map_err(self.err(op))?;
+        Ok(())
+    }
+
+    /// Locks the entries of `ids` in ascending order: the statements that follow touch them
+    /// in an order of their own (deletes, then updates), which could otherwise deadlock
+    /// with a concurrent `record` (which locks in ascending order).
+    async fn lock_in_order(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[i64],
+        op: &'static str,
+    ) -> Result<(), GatewayError> {
+        sqlx::query(&format!(
+            "SELECT chunk_id FROM {} WHERE chunk_id = ANY($1) ORDER BY chunk_id FOR UPDATE",
+            self.quoted
+        ))
+        .bind(ids)
+        .execute(conn)
+        .await
+        .map_err(self.err(op))?;
         Ok(())
     }
 
@@ -169,12 +191,16 @@ impl Outbox for PgOutbox {
         if chunks.is_empty() {
             return Ok(());
         }
-        sqlx::query(&self.record_sql("unnest($1::bigint[]) AS id"))
-            .bind(ids(chunks))
-            .bind(lease.as_secs_f64())
-            .execute(&mut *self.conn(op).await?)
-            .await
-            .map_err(self.err(op))?;
+        let (ids, sql) = (ids(chunks), self.record_sql("unnest($1::bigint[]) AS id"));
+        retry_transient(|| async {
+            sqlx::query(&sql)
+                .bind(&ids)
+                .bind(lease.as_secs_f64())
+                .execute(&mut *self.conn(op).await?)
+                .await
+                .map_err(self.err(op))
+        })
+        .await?;
         Ok(())
     }
 
@@ -198,22 +224,26 @@ impl Outbox for PgOutbox {
         // One statement: the rows leave pgvector and their ids enter the outbox together.
         let deleted = "(SELECT chunk_id AS id FROM d ORDER BY chunk_id) AS gone";
         let sql = format!(
-            "WITH d AS (DELETE FROM {data} WHERE {condition} RETURNING chunk_id),
+            "WITH d AS ({} RETURNING chunk_id),
              logged AS ({} RETURNING o.chunk_id)
              SELECT chunk_id FROM logged",
+            ordered_delete(&data, condition),
             self.record_sql(deleted)
         );
-        let mut query = sqlx::query_scalar::<_, i64>(&sql)
-            .bind(Vec::<i64>::new())
-            .bind(lease.as_secs_f64())
-            .bind(request.tenant_id().get());
-        if let Some(project) = project {
-            query = query.bind(project);
-        }
-        let rows = query
-            .fetch_all(&mut *self.conn(op).await?)
-            .await
-            .map_err(self.store.map_table_error(op))?;
+        let rows = retry_transient(|| async {
+            let mut query = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(Vec::<i64>::new())
+                .bind(lease.as_secs_f64())
+                .bind(request.tenant_id().get());
+            if let Some(project) = project {
+                query = query.bind(project);
+            }
+            query
+                .fetch_all(&mut *self.conn(op).await?)
+                .await
+                .map_err(self.store.map_table_error(op))
+        })
+        .await?;
         let mut deleted = chunk_ids(rows, op)?;
         deleted.sort();
         Ok(deleted)
@@ -265,15 +295,21 @@ impl Outbox for PgOutbox {
                  SELECT n, (SELECT pg_notify($2, '') WHERE n > 0) IS NULL FROM left_over"
             ),
         };
-        let mut query = sqlx::query(&sql).bind(ids(chunks)).bind(&self.name);
-        if let Settle::Failed(error) = outcome {
-            query = query.bind(error);
-        }
-        let row = query
-            .fetch_one(&mut *self.conn(op).await?)
-            .await
-            .map_err(self.err(op))?;
-        let remaining: i64 = row.try_get(0).map_err(self.err(op))?;
+        let ids = ids(chunks);
+        let remaining: i64 = retry_transient(|| async {
+            let mut conn = self.conn(op).await?;
+            let mut tx = conn.begin().await.map_err(self.err(op))?;
+            self.lock_in_order(&mut tx, &ids, op).await?;
+            let mut query = sqlx::query(&sql).bind(&ids).bind(&self.name);
+            if let Settle::Failed(error) = outcome {
+                query = query.bind(error);
+            }
+            let row = query.fetch_one(&mut *tx).await.map_err(self.err(op))?;
+            let remaining = row.try_get(0).map_err(self.err(op))?;
+            tx.commit().await.map_err(self.err(op))?;
+            Ok(remaining)
+        })
+        .await?;
         Ok(remaining.max(0) as u64)
     }
 
@@ -284,14 +320,21 @@ impl Outbox for PgOutbox {
         }
         let t = &self.quoted;
         // A write in flight on one of these ids then cannot remove the entry as its own.
-        sqlx::query(&format!(
-            "INSERT INTO {t} AS o (chunk_id) SELECT unnest($1::bigint[])
-             ON CONFLICT (chunk_id) DO UPDATE SET version = o.version + 1"
-        ))
-        .bind(ids(chunks))
-        .execute(&mut *self.conn(op).await?)
-        .await
-        .map_err(self.err(op))?;
+        let (ids, sql) = (
+            ids(chunks),
+            format!(
+                "INSERT INTO {t} AS o (chunk_id) SELECT unnest($1::bigint[])
+                 ON CONFLICT (chunk_id) DO UPDATE SET version = o.version + 1"
+            ),
+        );
+        retry_transient(|| async {
+            sqlx::query(&sql)
+                .bind(&ids)
+                .execute(&mut *self.conn(op).await?)
+                .await
+                .map_err(self.err(op))
+        })
+        .await?;
         Ok(())
     }
 
@@ -331,7 +374,7 @@ impl Outbox for PgOutbox {
         let t = &self.quoted;
         let (ids, versions): (Vec<i64>, Vec<i64>) =
             claims.iter().map(|c| (c.chunk_id.get(), c.version)).unzip();
-        let removed: i64 = sqlx::query_scalar(&format!(
+        let sql = format!(
             "WITH c AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS c(id, version)),
              removed AS (
                 DELETE FROM {t} o USING c
@@ -342,12 +385,23 @@ impl Outbox for PgOutbox {
                 WHERE chunk_id = ANY($1) AND chunk_id NOT IN (SELECT chunk_id FROM removed)
                 RETURNING chunk_id)
              SELECT (SELECT count(*) FROM removed) + 0 * (SELECT count(*) FROM kept)"
-        ))
-        .bind(ids)
-        .bind(versions)
-        .fetch_one(&mut *self.conn(op).await?)
-        .await
-        .map_err(self.err(op))?;
+        );
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        let removed: i64 = retry_transient(|| async {
+            let mut conn = self.conn(op).await?;
+            let mut tx = conn.begin().await.map_err(self.err(op))?;
+            self.lock_in_order(&mut tx, &sorted, op).await?;
+            let removed = sqlx::query_scalar(&sql)
+                .bind(&ids)
+                .bind(&versions)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(self.err(op))?;
+            tx.commit().await.map_err(self.err(op))?;
+            Ok(removed)
+        })
+        .await?;
         Ok(removed.max(0) as u64)
     }
 
@@ -357,28 +411,36 @@ impl Outbox for PgOutbox {
             return Ok(());
         }
         let ids: Vec<i64> = claims.iter().map(|c| c.chunk_id.get()).collect();
-        sqlx::query(&format!(
+        let sql = format!(
             "UPDATE {} SET claimed = NULL, failed = true, attempts = attempts + 1, last_error = $2
              WHERE chunk_id = ANY($1)",
             self.quoted
-        ))
-        .bind(ids)
-        .bind(error)
-        .execute(&mut *self.conn(op).await?)
-        .await
-        .map_err(self.err(op))?;
+        );
+        retry_transient(|| async {
+            sqlx::query(&sql)
+                .bind(&ids)
+                .bind(error)
+                .execute(&mut *self.conn(op).await?)
+                .await
+                .map_err(self.err(op))
+        })
+        .await?;
         Ok(())
     }
 
     async fn reset_claims(&self) -> Result<(), GatewayError> {
         let op = "reset outbox claims";
-        sqlx::query(&format!(
+        let sql = format!(
             "UPDATE {} SET claimed = NULL WHERE claimed IS NOT NULL",
             self.quoted
-        ))
-        .execute(&mut *self.conn(op).await?)
-        .await
-        .map_err(self.err(op))?;
+        );
+        retry_transient(|| async {
+            sqlx::query(&sql)
+                .execute(&mut *self.conn(op).await?)
+                .await
+                .map_err(self.err(op))
+        })
+        .await?;
         Ok(())
     }
 

@@ -64,14 +64,16 @@ impl Statements {
                 "SELECT count(*) FROM (SELECT 1 FROM {t} \
                  WHERE tenant_id = $1 AND project_id = ANY($2) LIMIT $3) s"
             ),
-            delete_chunks: format!(
-                "DELETE FROM {t} WHERE tenant_id = $1 AND chunk_id = ANY($2)"
+            // Deletes lock their rows in chunk-id order first, as upserts do (their ids
+            // are sorted): a scope delete read through the (tenant, project) index would
+            // otherwise lock in index order and deadlock with a concurrent upsert.
+            delete_chunks: ordered_delete(&t, "tenant_id = $1 AND chunk_id = ANY($2)"),
+            delete_chunks_in_projects: ordered_delete(
+                &t,
+                "tenant_id = $1 AND chunk_id = ANY($2) AND project_id = ANY($3)",
             ),
-            delete_chunks_in_projects: format!(
-                "DELETE FROM {t} WHERE tenant_id = $1 AND chunk_id = ANY($2) AND project_id = ANY($3)"
-            ),
-            delete_project: format!("DELETE FROM {t} WHERE tenant_id = $1 AND project_id = $2"),
-            delete_tenant: format!("DELETE FROM {t} WHERE tenant_id = $1"),
+            delete_project: ordered_delete(&t, "tenant_id = $1 AND project_id = $2"),
+            delete_tenant: ordered_delete(&t, "tenant_id = $1"),
             fetch: format!(
                 "SELECT chunk_id, tenant_id, project_id, embedding FROM {t} \
                  WHERE chunk_id = ANY($1) ORDER BY chunk_id"
@@ -81,4 +83,12 @@ impl Statements {
             ),
         }
     }
+}
+
+/// `DELETE` of the rows matching `condition`, locking them in chunk-id order first.
+pub(crate) fn ordered_delete(table: &str, condition: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE chunk_id IN \
+         (SELECT chunk_id FROM {table} WHERE {condition} ORDER BY chunk_id FOR UPDATE)"
+    )
 }

@@ -573,7 +573,27 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
     assert_eq!(report.remaining, 0, "{report:?}");
     assert!(report.entries_replayed >= 10, "{report:?}");
 
+    // Replays only write; reading back needs the collection loaded again, which Milvus
+    // does on its own after a restart (health says "not loaded" meanwhile).
     let stores = Stores::both(&settings).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stores
+        .milvus
+        .as_ref()
+        .unwrap()
+        .schema()
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s.loaded)
+        != Some(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Milvus did not reload the collection"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let in_pg = pg_rows(stores.pgvector.as_ref().unwrap()).await;
     let in_milvus = milvus_rows(stores.milvus.as_ref().unwrap()).await;
     assert_eq!(in_pg.len(), 600 - 2);

@@ -69,15 +69,7 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
             break;
         };
         let ids: Vec<_> = page.iter().map(|r| r.chunk_id).collect();
-        let replayed = dual.replay(&ids).await?;
-        if replayed.entries_failed > 0 {
-            anyhow::bail!(
-                "backfill stopped after chunk_id {}: Milvus refused the page: {} (rerun with \
-                 --resume)",
-                after.map_or_else(|| "(none)".to_string(), |c| c.to_string()),
-                replayed.errors.join("; ")
-            );
-        }
+        replay_page(&dual, &ids, after).await?;
         copied += page.len() as u64;
         metrics::counter!("vectorgate_backfill_rows_total").increment(page.len() as u64);
         metrics::counter!("vectorgate_backfill_batches_total").increment(1);
@@ -104,4 +96,45 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
     dual.close().await.ok();
     pg.close().await.ok();
     Ok(Outcome::Ok)
+}
+
+/// Replays one page through the relay. While Milvus refuses it (down, restarting), waits
+/// with backoff and tries again: the ids stay in the outbox meanwhile, so nothing is lost
+/// if the wait runs out and the backfill is resumed later.
+async fn replay_page(
+    dual: &vectorgate_composition::DualGateway,
+    ids: &[vectorgate_domain::ChunkId],
+    after: Option<vectorgate_domain::ChunkId>,
+) -> anyhow::Result<()> {
+    let mut waits = backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_secs(1))
+            .with_max_delay(std::time::Duration::from_secs(30))
+            .with_max_times(12)
+            .with_jitter(),
+    );
+    loop {
+        let replayed = dual.replay(ids).await?;
+        if replayed.entries_failed == 0 {
+            return Ok(());
+        }
+        let error = replayed.errors.join("; ");
+        match waits.next() {
+            Some(wait) => {
+                eprintln!(
+                    "backfill: Milvus refused the page after chunk_id {}: {}; retrying in {:.0} s",
+                    after.map_or_else(|| "(none)".to_string(), |c| c.to_string()),
+                    crate::one_line(&error),
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            None => anyhow::bail!(
+                "backfill stopped after chunk_id {}: Milvus refused the page: {} (its ids stay in \
+                 the outbox for the relay; rerun with --resume)",
+                after.map_or_else(|| "(none)".to_string(), |c| c.to_string()),
+                error
+            ),
+        }
+    }
 }
