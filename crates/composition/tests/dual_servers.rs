@@ -2,16 +2,10 @@
 //! and a Milvus killed mid-stream (its own server, so the shared ones are never touched).
 //!
 //! Needs DATABASE_URL (fails without it) and RUN_MILVUS_TESTS=1 plus a Milvus
-//! (MILVUS_HOST/MILVUS_PORT); the fault test also needs the `milvus-server` binary of the
-//! pinned wheel (MILVUS_SERVER_BIN, else target/venv/bin/milvus-server, installed by
-//! `cargo xtask services up`).
+//! (MILVUS_HOST/MILVUS_PORT); the fault test starts a Milvus of its own through xtask's code
+//! (the pinned wheel that `cargo xtask services up` installs).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +21,7 @@ use vectorgate_domain::{
 };
 use vectorgate_testkit::{
     exact_top_k, generate_queries, generate_records, milvus_tests_enabled, project, tenant,
-    unique_name, workspace_root, DataShape, ServicesEnv,
+    unique_name, DataShape, OwnMilvus, ServicesEnv,
 };
 
 const DIM: u32 = 16;
@@ -282,199 +276,13 @@ async fn exact_search_agrees_between_pgvector_and_milvus_for_every_metric() {
     }
 }
 
-/// The `milvus-server` wrapper of the pinned wheel.
-fn milvus_server_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("MILVUS_SERVER_BIN") {
-        return PathBuf::from(bin);
-    }
-    let bin = workspace_root().join("target/venv/bin/milvus-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo xtask services up` (it installs the pinned milvus wheel) \
-         or set MILVUS_SERVER_BIN",
-        bin.display()
-    );
-    bin
-}
-
-fn port_free(port: u16) -> bool {
-    TcpListener::bind(("0.0.0.0", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// A Milvus of this test's own, on a block of free ports (gRPC port P; P-1 and P+1..P+9
-/// for its internal services and embedded etcd, laid out as xtask does), with its data
-/// under target/. Killed with SIGKILL (its whole process group) when dropped.
-struct OwnMilvus {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    wrapper: Option<Child>,
-    killed_at: Option<Instant>,
-}
-
-/// Milvus registers each component in etcd with a 30 s lease (`common.session.ttl`). A
-/// server restarted on the same data before the killed one's sessions lapse dials those
-/// stale sessions and dies ("unknown service milvus.proto.data.DataCoord"), so a restart
-/// waits this long after the kill.
-const SESSION_TTL_MARGIN: Duration = Duration::from_secs(35);
-
-impl OwnMilvus {
-    fn new() -> Self {
-        let port = (42_000..60_000)
-            .step_by(20)
-            .find(|p| (p - 1..=p + 9).all(port_free))
-            .expect("no free block of 11 ports for a test Milvus");
-        let dir = workspace_root()
-            .join("target/test-milvus")
-            .join(unique_name("fault"));
-        fs::create_dir_all(&dir).unwrap();
-        // The embedded etcd ignores --etcd-port; it reads its URLs from this file.
-        fs::write(
-            dir.join("etcd.yaml"),
-            format!(
-                "name: vectorgate-test\n\
-                 listen-client-urls: http://127.0.0.1:{c}\n\
-                 advertise-client-urls: http://127.0.0.1:{c}\n\
-                 listen-peer-urls: http://127.0.0.1:{p}\n\
-                 initial-advertise-peer-urls: http://127.0.0.1:{p}\n\
-                 initial-cluster: vectorgate-test=http://127.0.0.1:{p}\n",
-                c = port + 8,
-                p = port + 9
-            ),
-        )
-        .unwrap();
-        Self {
-            bin: milvus_server_bin(),
-            dir,
-            port,
-            wrapper: None,
-            killed_at: None,
-        }
-    }
-
-    fn start(&mut self) {
-        if let Some(killed_at) = self.killed_at {
-            std::thread::sleep(SESSION_TTL_MARGIN.saturating_sub(killed_at.elapsed()));
-        }
-        let p = self.port;
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
-        let flags = [
-            ("--proxy-port", p),
-            ("--proxy-internal-port", p - 1),
-            ("--query-coord-port", p + 1),
-            ("--root-coord-port", p + 2),
-            ("--data-coord-port", p + 3),
-            ("--data-node-port", p + 4),
-            ("--query-node-port", p + 5),
-            ("--index-coord-port", p + 6),
-            ("--index-node-port", p + 7),
-            ("--etcd-port", p + 8),
-        ];
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--data").arg(self.dir.join("data"));
-        for (flag, port) in flags {
-            cmd.arg(flag).arg(port.to_string());
-        }
-        cmd.env("ETCD_CONFIG_PATH", self.dir.join("etcd.yaml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            // Own process group: one kill reaches the wrapper and the Milvus it starts.
-            .process_group(0);
-        self.wrapper = Some(cmd.spawn().expect("could not start milvus-server"));
-    }
-
-    /// Starts the server until it answers, at most `attempts` times.
-    ///
-    /// On a restart after SIGKILL, the embedded etcd restores the killed server's session
-    /// leases with a fresh TTL; a coordinator that comes up meanwhile may wait as standby
-    /// and the new proxy then dies on "unknown service milvus.proto.data.DataCoord" (seen
-    /// in about half of the restarts here). The wrapper does not restart its child, so
-    /// neither do we wait forever: kill, let the sessions lapse, start again.
-    async fn start_until_ready(&mut self, settings: &Settings, attempts: u32) {
-        for attempt in 1..=attempts {
-            self.start();
-            match self.wait_ready(settings, Duration::from_secs(90)).await {
-                Ok(()) => return,
-                Err(why) if attempt < attempts => {
-                    eprintln!("test Milvus start {attempt} failed ({why}); retrying");
-                    self.kill();
-                }
-                Err(why) => panic!(
-                    "test Milvus on port {} not ready after {attempts} starts: {why}; see {}",
-                    self.port,
-                    self.dir.join("data/logs/milvus-stderr.log").display()
-                ),
-            }
-        }
-    }
-
-    async fn wait_ready(&self, settings: &Settings, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        let mut last_error = String::from("gRPC port closed");
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let store = MilvusStore::new(settings.milvus().clone()).unwrap();
-                match store.server_version().await {
-                    Ok(_) => return Ok(()),
-                    Err(err) => last_error = err.to_string(),
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not ready within {timeout:?}: {last_error}"));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// SIGKILL to the process group (wrapper and server), then wait until the gRPC port is
-    /// free again.
-    fn kill(&mut self) {
-        let Some(mut wrapper) = self.wrapper.take() else {
-            return;
-        };
-        let pgid = wrapper.id();
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .status();
-        let _ = wrapper.kill();
-        let _ = wrapper.wait();
-        self.killed_at = Some(Instant::now());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !port_free(self.port) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for OwnMilvus {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            // Keep the evidence of a failed run, without the unpacked binaries and data.
-            let _ = fs::remove_dir_all(self.dir.join("data/bin"));
-            let _ = fs::remove_dir_all(self.dir.join("data/data"));
-            eprintln!(
-                "test Milvus log kept at {}",
-                self.dir.join("server.log").display()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
     if !milvus_tests_enabled("milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges") {
         return;
     }
-    let mut server = OwnMilvus::new();
-    let settings = builder(Metric::Ip, "127.0.0.1", server.port)
+    let mut server = OwnMilvus::new(42_000);
+    let settings = builder(Metric::Ip, "127.0.0.1", server.port())
         .set(&vars::MILVUS_CALL_TIMEOUT_MS, 3000)
         .set(&vars::MILVUS_CONNECT_TIMEOUT_MS, 2000)
         .build()
@@ -499,7 +307,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
     );
 
     // Milvus comes up: the next write creates the collection and reaches it.
-    server.start_until_ready(&settings, 3).await;
+    tokio::task::block_in_place(|| server.start(3));
     for batch in batches.by_ref().take(2) {
         dual.upsert_vectors(batch).await.unwrap();
     }
@@ -513,7 +321,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
     let status = milvus.schema().status().await.unwrap();
     assert!(status.exists && status.loaded == Some(true), "{status:?}");
 
-    server.kill();
+    tokio::task::block_in_place(|| server.kill());
     let mut written_while_down = 0;
     for (i, batch) in batches.by_ref().take(6).enumerate() {
         let n = dual
@@ -553,7 +361,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
         "the deleted and moved ids were pending already: one entry each"
     );
 
-    server.start_until_ready(&settings, 3).await;
+    tokio::task::block_in_place(|| server.start(3));
     // Later writes reach Milvus again.
     for batch in batches {
         dual.upsert_vectors(batch).await.unwrap();

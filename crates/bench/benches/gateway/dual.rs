@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vectorgate_adapter_milvus::MilvusStore;
 use vectorgate_adapter_pgvector::PgVectorStore;
-use vectorgate_composition::{vars, Settings, Stores, VectorStoreFactory, VectorStoreMode};
+use vectorgate_composition::{
+    vars, Settings, SettingsBuilder, Stores, VectorStoreFactory, VectorStoreMode,
+};
 use vectorgate_domain::{Metric, VectorStoreGateway};
 use vectorgate_testkit::{generate_records, unique_name, ServicesEnv};
 
@@ -19,8 +21,13 @@ const BATCH: usize = 1000;
 const TARGET_FACTOR: f64 = 1.15;
 
 fn settings(args: &Args, purpose: &str) -> anyhow::Result<Settings> {
+    Ok(builder(args, purpose).build()?)
+}
+
+/// The dual settings of one purpose's own table, outbox and collection.
+pub fn builder(args: &Args, purpose: &str) -> SettingsBuilder {
     let env = ServicesEnv::load();
-    Ok(Settings::builder()
+    Settings::builder()
         .set(&vars::EMBEDDING_DIM, args.dim)
         .set(&vars::VECTOR_STORE_MODE, VectorStoreMode::Dual)
         .set(&vars::VECTOR_METRIC, Metric::Ip)
@@ -40,7 +47,6 @@ fn settings(args: &Args, purpose: &str) -> anyhow::Result<Settings> {
             unique_name(&format!("bench_dual_{purpose}")),
         )
         .set(&vars::UPSERT_BATCH_SIZE, BATCH)
-        .build()?)
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
@@ -50,7 +56,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let dual_settings = settings(args, "dual")?;
     let pg = Stores::pgvector_store(&alone)?;
     let milvus = Stores::milvus_store(&alone)?;
-    let outcome = measure(args, &pg, &milvus, &dual_settings).await;
+    let mut outcome = measure(args, &pg, &milvus, &dual_settings).await;
+    if let Ok(Value::Object(figures)) = &mut outcome {
+        let milvus_rows_per_s = figures
+            .get("milvus_upsert_p50_ms")
+            .and_then(Value::as_f64)
+            .map(|p50| BATCH as f64 * 1000.0 / p50)
+            .unwrap_or(f64::NAN);
+        match crate::relay::run(args, milvus_rows_per_s).await {
+            Ok(Value::Object(relay)) => figures.extend(relay),
+            Ok(_) => {}
+            Err(e) => outcome = Err(e),
+        }
+    }
 
     let dual_stores = Stores::both(&dual_settings)?;
     drop_tables(&[

@@ -10,6 +10,7 @@ mod common;
 mod dual;
 mod milvus;
 mod pgvector;
+mod relay;
 
 use clap::Parser;
 

@@ -1,0 +1,153 @@
+//! dual, the relay: how fast it replays what Milvus missed during an outage (catch-up), and
+//! how far Milvus trails pgvector under a steady write load with Milvus healthy (lag).
+//!
+//! Catch-up: a dual gateway whose Milvus is unreachable (a closed port) writes the rows, so
+//! every id lands in the outbox as a failed write; then a gateway on the real Milvus
+//! replays them (`sync`), timed. Target: >= 0.8 x the Milvus gateway's upsert rate of the
+//! same run. Lag: two writers upsert overlapping ids (ids their writes leave to the relay)
+//! for a while with the background relay on; the outbox's lag is sampled every 100 ms.
+//! Target: p99 under 2 s.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vectorgate_composition::{vars, Stores, VectorStoreFactory};
+use vectorgate_domain::VectorStoreGateway;
+use vectorgate_testkit::generate_records;
+
+use crate::common::{drop_tables, percentile_ms, print_table, Args, Figure};
+use crate::dual::builder;
+
+const CATCH_UP_TARGET: f64 = 0.8;
+const LAG_TARGET_MS: f64 = 2000.0;
+const LAG_LOAD: Duration = Duration::from_secs(20);
+
+pub async fn run(args: &Args, milvus_rows_per_s: f64) -> anyhow::Result<Value> {
+    let settings = builder(args, "relay")
+        .set(&vars::DUAL_RELAY, "off")
+        .set(&vars::DUAL_RECONCILE_INTERVAL_MS, 0)
+        .build()?;
+    let outcome = measure(args, milvus_rows_per_s, &settings).await;
+    drop_tables(&[&settings.pgvector().table, &settings.dual().outbox_table]).await;
+    if let Ok(milvus) = Stores::milvus_store(&settings) {
+        milvus.schema().drop_collection().await.ok();
+    }
+    outcome
+}
+
+async fn measure(
+    args: &Args,
+    milvus_rows_per_s: f64,
+    settings: &vectorgate_composition::Settings,
+) -> anyhow::Result<Value> {
+    let rows = args.rows.min(10_000);
+    let records = generate_records(
+        vectorgate_testkit::DataShape {
+            rows,
+            ..args.shape()
+        },
+        1,
+    );
+    // The writers' Milvus is down: port 1 refuses at once.
+    let down = builder(args, "relay")
+        .set(&vars::PGVECTOR_TABLE, &settings.pgvector().table)
+        .set(&vars::DUAL_OUTBOX_TABLE, &settings.dual().outbox_table)
+        .set(&vars::MILVUS_COLLECTION, &settings.milvus().collection)
+        .set(&vars::MILVUS_PORT, 1)
+        .set(&vars::MILVUS_CONNECT_TIMEOUT_MS, 200)
+        .set(&vars::DUAL_RELAY, "off")
+        .build()?;
+    let up = VectorStoreFactory::build_dual(settings).await?;
+    let writer = VectorStoreFactory::build_dual(&down).await?;
+    eprintln!("relay catch-up: writing {rows} rows while Milvus is unreachable...");
+    for batch in records.chunks(1000) {
+        writer.upsert_vectors(batch).await?;
+    }
+    writer.flush_background().await;
+    let pending = up.outbox_stats().await?.depth;
+    eprintln!("relay catch-up: {pending} ids in the outbox; replaying...");
+    let started = Instant::now();
+    let report = up.sync().await?;
+    let catch_up_s = started.elapsed().as_secs_f64();
+    let catch_up = report.upserted as f64 / catch_up_s;
+    let catch_up_target = CATCH_UP_TARGET * milvus_rows_per_s;
+
+    // Lag under a steady load, Milvus healthy, the relay in the background.
+    let steady = builder(args, "relay")
+        .set(&vars::PGVECTOR_TABLE, &settings.pgvector().table)
+        .set(&vars::DUAL_OUTBOX_TABLE, &settings.dual().outbox_table)
+        .set(&vars::MILVUS_COLLECTION, &settings.milvus().collection)
+        .set(&vars::DUAL_RECONCILE_INTERVAL_MS, 0)
+        .build()?;
+    let relaying = VectorStoreFactory::build_dual(&steady).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let gateway = relaying.clone();
+        let stop = stop.clone();
+        // Both writers cycle through the same ids, so their writes overlap.
+        let batches: Vec<_> = records[..2000.min(rows)]
+            .chunks(50)
+            .map(<[_]>::to_vec)
+            .collect();
+        writers.push(tokio::spawn(async move {
+            let mut written = 0u64;
+            let mut i = w;
+            while !stop.load(Ordering::SeqCst) {
+                written += gateway.upsert_vectors(&batches[i % batches.len()]).await?;
+                i += 1;
+            }
+            anyhow::Ok(written)
+        }));
+    }
+    let mut lags = Vec::new();
+    let mut max_depth = 0;
+    let started = Instant::now();
+    while started.elapsed() < LAG_LOAD {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stats = relaying.outbox_stats().await?;
+        max_depth = max_depth.max(stats.depth);
+        lags.push(stats.lag.unwrap_or_default());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut written = 0;
+    for w in writers {
+        written += w.await??;
+    }
+    let lag_p50 = percentile_ms(&mut lags, 50.0);
+    let lag_p99 = percentile_ms(&mut lags, 99.0);
+    relaying.close().await?;
+    up.close().await?;
+    writer.close().await?;
+
+    print_table(
+        &format!("dual relay ({rows} rows written while Milvus was down; then {} s of steady writes)", LAG_LOAD.as_secs()),
+        &[
+            Figure::target(
+                "relay_catch_up_rows_per_s",
+                format!("{catch_up:.0} ({} rows in {catch_up_s:.1} s)", report.upserted),
+                format!(">= {CATCH_UP_TARGET} x Milvus upsert {milvus_rows_per_s:.0} = {catch_up_target:.0}"),
+                catch_up >= catch_up_target,
+            ),
+            Figure::target(
+                "relay_lag_p99_ms (steady load)",
+                format!("{lag_p99:.0} (p50 {lag_p50:.0}, outbox depth at most {max_depth})"),
+                format!("< {LAG_TARGET_MS:.0}"),
+                lag_p99 < LAG_TARGET_MS,
+            ),
+            Figure::info("rows written during the lag run", written.to_string()),
+        ],
+    );
+    Ok(json!({
+        "relay_catch_up_rows_per_s": catch_up,
+        "relay_catch_up_rows": report.upserted,
+        "relay_catch_up_s": catch_up_s,
+        "relay_catch_up_target_rows_per_s": catch_up_target,
+        "relay_lag_p50_ms": lag_p50,
+        "relay_lag_p99_ms": lag_p99,
+        "relay_lag_max_outbox_depth": max_depth,
+        "relay_lag_rows_written": written,
+    }))
+}
