@@ -14,7 +14,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use vectorgate_domain::outbox::{Claim, Leadership, Outbox, Wakeups};
-use vectorgate_domain::{ChunkId, GatewayError};
+use vectorgate_domain::{ChunkId, GatewayError, VectorRecord};
 
 use super::reconcile::Window;
 use super::DualStores;
@@ -61,6 +61,13 @@ impl SyncReport {
     }
 }
 
+/// A claimed batch with pgvector's rows of its ids.
+struct Batch {
+    claims: Vec<Claim>,
+    rows: Vec<VectorRecord>,
+    absent: Vec<ChunkId>,
+}
+
 pub(crate) struct Relay {
     outbox: Arc<dyn Outbox>,
     source: Arc<dyn Source>,
@@ -88,65 +95,108 @@ impl Relay {
         self.wake.notify_one();
     }
 
-    /// One pass: claims a batch, copies pgvector's rows of those ids into Milvus (removing
-    /// the ids pgvector lacks), and completes or releases the claims.
-    /// Returns how many entries it claimed, and what it did.
-    async fn pass(&self) -> Result<(usize, SyncReport), GatewayError> {
+    /// Claims a batch and reads pgvector's rows of its ids (after the claim, so the copy
+    /// is at least as new as every write the claim waited for). `None` when nothing is
+    /// claimable.
+    async fn prepare(&self) -> Result<Option<Batch>, GatewayError> {
         let claims = self.outbox.claim(self.settings.relay_batch_size).await?;
-        let mut report = SyncReport::default();
         if claims.is_empty() {
-            return Ok((0, report));
+            return Ok(None);
         }
-        match self.copy(&claims).await {
-            Ok((upserted, deleted)) => {
-                report.entries_replayed = self.outbox.complete(&claims).await?;
-                report.upserted = upserted;
-                report.deleted = deleted;
-                metrics::counter!(RELAY_REPLAYED_ROWS_TOTAL, "action" => "upsert")
-                    .increment(upserted);
-                metrics::counter!(RELAY_REPLAYED_ROWS_TOTAL, "action" => "delete")
-                    .increment(deleted);
-            }
+        let ids: Vec<ChunkId> = claims.iter().map(|c| c.chunk_id).collect();
+        let rows = match self.source.fetch(&ids).await {
+            Ok(rows) => rows,
             Err(err) => {
                 self.outbox.release(&claims, &err.to_string()).await?;
+                return Err(err);
+            }
+        };
+        let present: BTreeSet<ChunkId> = rows.iter().map(|r| r.chunk_id).collect();
+        let absent = ids.into_iter().filter(|id| !present.contains(id)).collect();
+        Ok(Some(Batch {
+            claims,
+            rows,
+            absent,
+        }))
+    }
+
+    /// Puts the present rows into Milvus and removes the absent ids.
+    async fn apply(&self, batch: &Batch) -> Result<(), GatewayError> {
+        if !batch.rows.is_empty() {
+            self.replica.put(&batch.rows).await?;
+        }
+        if !batch.absent.is_empty() {
+            self.replica.remove(&batch.absent).await?;
+        }
+        Ok(())
+    }
+
+    /// Completes the batch's claims (or releases them with the error) and reports.
+    async fn finish(
+        &self,
+        batch: &Batch,
+        applied: Result<(), GatewayError>,
+    ) -> Result<SyncReport, GatewayError> {
+        let mut report = SyncReport::default();
+        match applied {
+            Ok(()) => {
+                report.entries_replayed = self.outbox.complete(&batch.claims).await?;
+                report.upserted = batch.rows.len() as u64;
+                report.deleted = batch.absent.len() as u64;
+                metrics::counter!(RELAY_REPLAYED_ROWS_TOTAL, "action" => "upsert")
+                    .increment(report.upserted);
+                metrics::counter!(RELAY_REPLAYED_ROWS_TOTAL, "action" => "delete")
+                    .increment(report.deleted);
+            }
+            Err(err) => {
+                self.outbox.release(&batch.claims, &err.to_string()).await?;
                 metrics::counter!(RELAY_FAILURES_TOTAL).increment(1);
-                report.entries_failed = claims.len() as u64;
+                report.entries_failed = batch.claims.len() as u64;
                 report.errors.push(err.to_string());
             }
         }
-        Ok((claims.len(), report))
-    }
-
-    async fn copy(&self, claims: &[Claim]) -> Result<(u64, u64), GatewayError> {
-        let ids: Vec<ChunkId> = claims.iter().map(|c| c.chunk_id).collect();
-        let rows = self.source.fetch(&ids).await?;
-        let present: BTreeSet<ChunkId> = rows.iter().map(|r| r.chunk_id).collect();
-        let absent: Vec<ChunkId> = ids.into_iter().filter(|id| !present.contains(id)).collect();
-        if !rows.is_empty() {
-            self.replica.put(&rows).await?;
-        }
-        if !absent.is_empty() {
-            self.replica.remove(&absent).await?;
-        }
-        Ok((rows.len() as u64, absent.len() as u64))
+        Ok(report)
     }
 
     /// Passes until nothing is claimable or a pass fails, or until `budget` is spent (then
-    /// `true`: work may be left). Entries a write changed during their replay are claimed
-    /// again by a later pass.
+    /// `true`: work may be left). The next batch is claimed and read from pgvector while
+    /// Milvus writes the current one. Entries a write changed during their replay are
+    /// claimed again by a later pass.
     async fn drain(&self, budget: Option<Duration>) -> Result<(SyncReport, bool), GatewayError> {
         let started = Instant::now();
         let mut total = SyncReport::default();
-        loop {
-            let (claimed, pass) = self.pass().await?;
+        let mut next = self.prepare().await?;
+        while let Some(batch) = next.take() {
+            let over_budget = budget.is_some_and(|b| started.elapsed() >= b);
+            let (applied, following) = tokio::join!(self.apply(&batch), async {
+                if over_budget {
+                    Ok(None)
+                } else {
+                    self.prepare().await
+                }
+            });
+            let pass = self.finish(&batch, applied).await?;
             total.add(&pass);
-            if claimed == 0 || pass.entries_failed > 0 {
+            if pass.entries_failed > 0 {
+                // Milvus refused: the batch read meanwhile waits for the next attempt.
+                if let Ok(Some(following)) = &following {
+                    self.outbox
+                        .release(&following.claims, "not replayed: the pass before failed")
+                        .await?;
+                }
                 return Ok((total, false));
             }
-            if budget.is_some_and(|b| started.elapsed() >= b) {
+            if over_budget {
                 return Ok((total, true));
             }
+            next = match following? {
+                Some(batch) => Some(batch),
+                // Nothing was claimable while this batch was claimed; completing it may
+                // have handed back entries a write changed meanwhile.
+                None => self.prepare().await?,
+            };
         }
+        Ok((total, false))
     }
 
     async fn publish_stats(&self) -> u64 {

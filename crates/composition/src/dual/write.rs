@@ -29,15 +29,32 @@ impl DualGateway {
         let mut tenants: Vec<TenantId> = records.iter().map(|r| r.tenant_id).collect();
         tenants.sort();
         tenants.dedup();
+        self.write_both(
+            "upsert",
+            ids,
+            &tenants,
+            self.stores.pgvector.upsert_vectors(records),
+            self.stores.milvus.upsert_vectors(records),
+        )
+        .await
+    }
+
+    /// Records `ids`, runs both stores' writes at once, returns pgvector's result and
+    /// settles the ids in the background.
+    async fn write_both(
+        &self,
+        operation: &'static str,
+        ids: Vec<ChunkId>,
+        tenants: &[TenantId],
+        pg_write: impl std::future::Future<Output = Result<u64, GatewayError>>,
+        milvus_write: impl std::future::Future<Output = Result<u64, GatewayError>>,
+    ) -> Result<u64, GatewayError> {
         self.stores
             .outbox
             .record(&ids, self.settings.intent_lease)
             .await?;
-        let (pg, milvus) = tokio::join!(
-            self.stores.pgvector.upsert_vectors(records),
-            self.stores.milvus.upsert_vectors(records)
-        );
-        self.settle("upsert", ids, &tenants, pg, milvus)
+        let (pg, milvus) = tokio::join!(pg_write, milvus_write);
+        self.settle(operation, ids, tenants, pg, milvus)
     }
 
     pub(super) async fn delete(&self, request: &DeleteRequest) -> Result<u64, GatewayError> {
@@ -51,15 +68,14 @@ impl DualGateway {
                 let mut ids = chunk_ids.clone();
                 ids.sort();
                 ids.dedup();
-                self.stores
-                    .outbox
-                    .record(&ids, self.settings.intent_lease)
-                    .await?;
-                let (pg, milvus) = tokio::join!(
+                self.write_both(
+                    "delete",
+                    ids,
+                    &tenants,
                     self.stores.pgvector.delete_vectors(request),
-                    self.stores.milvus.delete_vectors(request)
-                );
-                self.settle("delete", ids, &tenants, pg, milvus)
+                    self.stores.milvus.delete_vectors(request),
+                )
+                .await
             }
             DeleteRequest::Project { .. } | DeleteRequest::Tenant { .. } => {
                 // pgvector decides which ids the scope holds, and records them in the same
