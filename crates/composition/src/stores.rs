@@ -106,4 +106,23 @@ mod tests {
             matches!(err, GatewayError::Configuration { ref variable, .. } if variable == "DATABASE_URL")
         );
     }
+
+    /// Issue 12, interleaving 4: comparisons read Milvus at Strong consistency, whatever
+    /// the configured level (a fresh process's Session reads are eventual).
+    #[tokio::test]
+    async fn the_replica_reads_strong_whatever_the_configured_consistency() {
+        let s = settings(&[
+            ("VECTOR_STORE_MODE", "milvus"),
+            ("EMBEDDING_DIM", "8"),
+            ("MILVUS_CONSISTENCY", "Eventually"),
+        ]);
+        assert_eq!(
+            Stores::milvus_replica(&s).unwrap().config().consistency,
+            vectorgate_adapter_milvus::Consistency::Strong
+        );
+        assert_eq!(
+            Stores::milvus_store(&s).unwrap().config().consistency,
+            vectorgate_adapter_milvus::Consistency::Eventually
+        );
+    }
 }

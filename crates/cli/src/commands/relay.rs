@@ -24,8 +24,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         _ = terminate.recv() => {}
     }
     eprintln!("relay: stopping");
-    dual.close().await?;
+    // The stats are read while the relay still holds its pool; close() then hands the
+    // lead over.
     let stats = dual.outbox_stats().await?;
+    dual.close().await?;
     println!(
         "relay stopped: {} ids pending in the outbox ({} failed)",
         stats.depth, stats.failed

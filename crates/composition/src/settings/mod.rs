@@ -132,7 +132,7 @@ impl Default for DualSettings {
             intent_lease: Duration::from_secs(120),
             relay: true,
             relay_interval: Duration::from_secs(1),
-            relay_batch_size: 500,
+            relay_batch_size: 2000,
             max_lag: Duration::from_secs(60),
             reconcile_interval: Duration::from_secs(30),
             reconcile_rows: 5000,
