@@ -5,18 +5,18 @@
 //! the writes whose Milvus call may still be in flight (held until `lease_until`),
 //! `claimed` the version a relay claimed. The rules are in `docs/dual-mode.md`.
 
+mod lead;
+
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, Postgres, Row};
 use vectorgate_domain::outbox::{Claim, Leadership, Outbox, OutboxStats, Settle, Wakeups};
 use vectorgate_domain::{ChunkId, DeleteRequest, GatewayError, StoreKind};
 
 use crate::config::validate_identifier;
-use crate::error::Seam;
 use crate::retry::retry_transient;
 use crate::schema::{self, quote_ident};
 use crate::sql::ordered_delete;
@@ -484,91 +484,10 @@ impl Outbox for PgOutbox {
     }
 
     async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, GatewayError> {
-        let op = "relay lock";
-        let options = self.store.connect_options();
-        let connect = PgConnection::connect_with(&options);
-        let mut conn = tokio::time::timeout(self.store.config().connect_timeout, connect)
-            .await
-            .map_err(|_| self.store.inner.seam.connect_timed_out(op))?
-            .map_err(self.err(op))?;
-        // A session lock: held while this connection lives, released by PostgreSQL when the
-        // process dies, so another process takes over.
-        let led: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(format!("vectorgate.relay.{}", self.name))
-            .fetch_one(&mut conn)
-            .await
-            .map_err(self.err(op))?;
-        if !led {
-            conn.close().await.ok();
-            return Ok(None);
-        }
-        Ok(Some(Box::new(PgLeadership {
-            conn: Some(conn),
-            seam: self.store.inner.seam.clone(),
-        })))
+        self.lead().await
     }
 
     async fn subscribe(&self) -> Result<Box<dyn Wakeups>, GatewayError> {
-        let op = "listen for outbox wake-ups";
-        let mut listener = PgListener::connect_with(&self.store.inner.pool)
-            .await
-            .map_err(self.err(op))?;
-        listener.listen(&self.name).await.map_err(self.err(op))?;
-        Ok(Box::new(PgWakeups {
-            listener,
-            seam: self.store.inner.seam.clone(),
-        }))
-    }
-}
-
-struct PgLeadership {
-    conn: Option<PgConnection>,
-    seam: Seam,
-}
-
-impl fmt::Debug for PgLeadership {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgLeadership").finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Leadership for PgLeadership {
-    async fn check(&mut self) -> Result<(), GatewayError> {
-        let op = "relay lock";
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| GatewayError::misuse("relay leadership used after release"))?;
-        conn.ping().await.map_err(|e| self.seam.map(op, e))
-    }
-
-    async fn release(mut self: Box<Self>) {
-        if let Some(conn) = self.conn.take() {
-            // Closing the session releases its advisory lock.
-            conn.close().await.ok();
-        }
-    }
-}
-
-struct PgWakeups {
-    listener: PgListener,
-    seam: Seam,
-}
-
-impl fmt::Debug for PgWakeups {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgWakeups").finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Wakeups for PgWakeups {
-    async fn next(&mut self) -> Result<(), GatewayError> {
-        self.listener
-            .recv()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.seam.map("listen for outbox wake-ups", e))
+        self.listen().await
     }
 }
