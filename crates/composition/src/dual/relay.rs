@@ -99,10 +99,12 @@ impl Relay {
     /// is at least as new as every write the claim waited for). `None` when nothing is
     /// claimable.
     async fn prepare(&self) -> Result<Option<Batch>, GatewayError> {
+        let started = Instant::now();
         let claims = self.outbox.claim(self.settings.relay_batch_size).await?;
         if claims.is_empty() {
             return Ok(None);
         }
+        let claimed = started.elapsed();
         let ids: Vec<ChunkId> = claims.iter().map(|c| c.chunk_id).collect();
         let rows = match self.source.fetch(&ids).await {
             Ok(rows) => rows,
@@ -113,6 +115,12 @@ impl Relay {
         };
         let present: BTreeSet<ChunkId> = rows.iter().map(|r| r.chunk_id).collect();
         let absent = ids.into_iter().filter(|id| !present.contains(id)).collect();
+        tracing::debug!(
+            entries = claims.len(),
+            claim_ms = claimed.as_millis() as u64,
+            read_ms = (started.elapsed() - claimed).as_millis() as u64,
+            "relay: batch claimed and read from pgvector"
+        );
         Ok(Some(Batch {
             claims,
             rows,
@@ -122,12 +130,19 @@ impl Relay {
 
     /// Puts the present rows into Milvus and removes the absent ids.
     async fn apply(&self, batch: &Batch) -> Result<(), GatewayError> {
+        let started = Instant::now();
         if !batch.rows.is_empty() {
             self.replica.put(&batch.rows).await?;
         }
         if !batch.absent.is_empty() {
             self.replica.remove(&batch.absent).await?;
         }
+        tracing::debug!(
+            rows = batch.rows.len(),
+            removed = batch.absent.len(),
+            write_ms = started.elapsed().as_millis() as u64,
+            "relay: batch written to Milvus"
+        );
         Ok(())
     }
 
@@ -140,7 +155,12 @@ impl Relay {
         let mut report = SyncReport::default();
         match applied {
             Ok(()) => {
+                let started = Instant::now();
                 report.entries_replayed = self.outbox.complete(&batch.claims).await?;
+                tracing::debug!(
+                    complete_ms = started.elapsed().as_millis() as u64,
+                    "relay: batch completed"
+                );
                 report.upserted = batch.rows.len() as u64;
                 report.deleted = batch.absent.len() as u64;
                 metrics::counter!(RELAY_REPLAYED_ROWS_TOTAL, "action" => "upsert")
