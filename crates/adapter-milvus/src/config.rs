@@ -86,6 +86,10 @@ pub struct MilvusConfig {
     /// Upsert requests in flight at once within one `upsert_vectors` call. Milvus acks a
     /// request only after it is written to its log; overlapping requests hide that latency.
     pub upsert_concurrency: usize,
+    /// When false, an upsert first reads the stored tenant of its ids (at `consistency`)
+    /// and refuses to move a chunk to another tenant. Best effort: Milvus has no
+    /// transactions, so a move racing that read is not caught.
+    pub allow_tenant_move: bool,
 }
 
 impl MilvusConfig {
@@ -112,6 +116,7 @@ impl MilvusConfig {
             call_timeout: Duration::from_secs(30),
             batch_size: Self::DEFAULT_BATCH_SIZE,
             upsert_concurrency: Self::DEFAULT_UPSERT_CONCURRENCY,
+            allow_tenant_move: false,
         }
     }
 

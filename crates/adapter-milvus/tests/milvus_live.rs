@@ -147,6 +147,46 @@ async fn re_upsert_replaces_the_vector_tenant_and_project() {
 }
 
 #[tokio::test]
+async fn an_upsert_taking_a_chunk_of_another_tenant_is_refused() {
+    if !milvus_tests_enabled("an_upsert_taking_a_chunk_of_another_tenant_is_refused") {
+        return;
+    }
+    let (store, _guard) = fresh_store("vg_tenant_move").await;
+    let stored = record(1, 1, 1, axis(0));
+    store
+        .upsert_vectors(std::slice::from_ref(&stored))
+        .await
+        .unwrap();
+    let err = store
+        .upsert_vectors(&[record(2, 2, 1, axis(1)), record(1, 2, 1, axis(2))])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("chunk 1 belongs to tenant 1, not 2"),
+        "{err}"
+    );
+    assert_eq!(
+        store.fetch(&[chunk(1), chunk(2)]).await.unwrap(),
+        vec![stored],
+        "nothing of the call was written"
+    );
+
+    // ALLOW_TENANT_MOVE: the move goes through.
+    let mut config = store.config().clone();
+    config.allow_tenant_move = true;
+    let moving = MilvusStore::new(config).unwrap();
+    moving
+        .upsert_vectors(&[record(1, 2, 1, axis(2))])
+        .await
+        .unwrap();
+    assert_eq!(
+        moving.fetch(&[chunk(1)]).await.unwrap(),
+        vec![record(1, 2, 1, axis(2))]
+    );
+}
+
+#[tokio::test]
 async fn a_search_right_after_an_upsert_sees_it_at_the_default_consistency() {
     if !milvus_tests_enabled("a_search_right_after_an_upsert_sees_it_at_the_default_consistency") {
         return;

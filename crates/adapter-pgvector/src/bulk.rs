@@ -47,7 +47,7 @@ impl PgVectorStore {
         build_index_after: bool,
     ) -> Result<BulkLoadReport, GatewayError> {
         let config = &self.inner.config;
-        validate_records(records, config.dimension)?;
+        validate_records(records, config.dimension, config.metric)?;
         if records.is_empty() {
             return Ok(BulkLoadReport {
                 rows: 0,

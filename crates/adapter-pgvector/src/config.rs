@@ -30,6 +30,10 @@ pub mod limits {
     pub const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=10_000;
     /// Rows per write statement (and per Milvus request: the setting is shared).
     pub const BATCH_SIZE: RangeInclusive<usize> = 1..=100_000;
+    /// pgvector indexes `vector` columns of at most 2,000 dimensions...
+    pub const SINGLE_PRECISION_INDEX_DIMENSIONS: u32 = 2_000;
+    /// ...and `halfvec` expressions of at most 4,000.
+    pub const HALF_PRECISION_INDEX_DIMENSIONS: u32 = 4_000;
 }
 
 /// The approximate-nearest-neighbour index type on the `embedding` column.
@@ -55,6 +59,32 @@ pub enum IndexKind {
     Ivfflat,
 }
 
+/// The precision the vector index stores; the column always keeps full precision.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    VariantNames,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+pub enum IndexPrecision {
+    /// Single up to 2,000 dimensions, half above (pgvector's index limits).
+    #[default]
+    Auto,
+    /// `vector`: at most 2,000 dimensions.
+    Single,
+    /// `halfvec` (16-bit floats): at most 4,000 dimensions; half the index size, and the
+    /// scores are still computed from the full-precision column.
+    Half,
+}
+
 impl IndexKind {
     /// pgvector's access method name.
     pub fn access_method(self) -> &'static str {
@@ -72,6 +102,10 @@ pub struct PgVectorConfig {
     pub dimension: Dimension,
     pub metric: Metric,
     pub index: IndexKind,
+    pub index_precision: IndexPrecision,
+    /// Whether an upsert may move an existing chunk to another tenant; when false such an
+    /// upsert is refused with [`GatewayError::TenantConflict`] and writes nothing.
+    pub allow_tenant_move: bool,
     /// HNSW graph degree.
     pub hnsw_m: u32,
     /// HNSW build candidate list; `None` means `max(64, 2 * hnsw_m)`.
@@ -149,6 +183,8 @@ impl PgVectorConfig {
             dimension,
             metric: Metric::default(),
             index: IndexKind::default(),
+            index_precision: IndexPrecision::default(),
+            allow_tenant_move: false,
             hnsw_m: 16,
             hnsw_ef_construction: None,
             ivfflat_lists: 100,
@@ -178,6 +214,17 @@ impl PgVectorConfig {
             .unwrap_or_else(|| 64u32.max(2 * self.hnsw_m))
     }
 
+    /// Whether the vector index is built on `embedding::halfvec(D)` rather than the column.
+    pub fn half_precision_index(&self) -> bool {
+        match self.index_precision {
+            IndexPrecision::Auto => {
+                self.dimension.get() > limits::SINGLE_PRECISION_INDEX_DIMENSIONS
+            }
+            IndexPrecision::Single => false,
+            IndexPrecision::Half => true,
+        }
+    }
+
     /// The configured vector index with its parameters.
     pub fn vector_index(&self) -> PgIndex {
         match self.index {
@@ -195,6 +242,7 @@ impl PgVectorConfig {
     /// errors name the environment variable that sets the value.
     pub fn validate(&self) -> Result<(), GatewayError> {
         validate_identifier("PGVECTOR_TABLE", &self.table)?;
+        self.validate_dimension()?;
         within("PGVECTOR_HNSW_M", self.hnsw_m, limits::HNSW_M)?;
         let ef_construction = self.effective_ef_construction();
         if !limits::HNSW_EF_CONSTRUCTION.contains(&ef_construction)
@@ -255,6 +303,37 @@ impl PgVectorConfig {
     }
 }
 
+impl PgVectorConfig {
+    /// The dimension against pgvector's index limits, before anything connects.
+    fn validate_dimension(&self) -> Result<(), GatewayError> {
+        let dim = self.dimension.get();
+        let single = limits::SINGLE_PRECISION_INDEX_DIMENSIONS;
+        let half = limits::HALF_PRECISION_INDEX_DIMENSIONS;
+        if dim > half {
+            return Err(GatewayError::configuration(
+                "EMBEDDING_DIM",
+                dim.to_string(),
+                format!(
+                    "at most {half} with pgvector: its HNSW and IVFFlat indexes take up to \
+                     {single} dimensions in single precision and {half} in half precision \
+                     (use Milvus alone, or reduce the embedding's dimension)"
+                ),
+            ));
+        }
+        if dim > single && self.index_precision == IndexPrecision::Single {
+            return Err(GatewayError::configuration(
+                "PGVECTOR_INDEX_PRECISION",
+                "single",
+                format!(
+                    "auto or half for EMBEDDING_DIM {dim}: pgvector indexes at most {single} \
+                     dimensions in single precision"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `1..=64`, as the settings and their errors write a range.
 pub fn range_text<T: fmt::Display>(range: &RangeInclusive<T>) -> String {
     format!("{}..={}", range.start(), range.end())
@@ -284,6 +363,8 @@ impl fmt::Debug for PgVectorConfig {
             .field("dimension", &self.dimension)
             .field("metric", &self.metric)
             .field("index", &self.vector_index())
+            .field("half_precision_index", &self.half_precision_index())
+            .field("allow_tenant_move", &self.allow_tenant_move)
             .field("ef_search", &self.ef_search)
             .field("ivfflat_probes", &self.ivfflat_probes)
             .field("max_scan_tuples", &self.max_scan_tuples)
@@ -372,6 +453,32 @@ mod tests {
             Err(GatewayError::Configuration { ref variable, ref accepted, .. })
                 if variable == "PGVECTOR_UPSERT_CONCURRENCY" && accepted.contains("PGVECTOR_MAX_CONNECTIONS (10)")
         ));
+    }
+
+    #[test]
+    fn dimensions_follow_pgvector_index_limits() {
+        let config = |dim: u32, precision| {
+            let mut c = PgVectorConfig::new(Dimension::new(dim).unwrap());
+            c.index_precision = precision;
+            c
+        };
+        assert!(!config(2000, IndexPrecision::Auto).half_precision_index());
+        assert!(config(2001, IndexPrecision::Auto).half_precision_index());
+        assert!(config(768, IndexPrecision::Half).half_precision_index());
+        assert!(config(3072, IndexPrecision::Auto).validate().is_ok());
+        assert!(config(4000, IndexPrecision::Half).validate().is_ok());
+        let err = config(4001, IndexPrecision::Auto).validate().unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Configuration { ref variable, ref accepted, .. }
+                if variable == "EMBEDDING_DIM" && accepted.contains("at most 4000")),
+            "{err}"
+        );
+        let err = config(3072, IndexPrecision::Single).validate().unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Configuration { ref variable, .. }
+                if variable == "PGVECTOR_INDEX_PRECISION"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ mod write;
 
 pub use bulk::BulkLoadReport;
 pub use config::{
-    limits, range_text, validate_identifier, IndexKind, PgIndex, PgVectorConfig,
+    limits, range_text, validate_identifier, IndexKind, IndexPrecision, PgIndex, PgVectorConfig,
     IDENTIFIER_ACCEPTED,
 };
 pub use outbox::PgOutbox;

@@ -56,6 +56,7 @@ impl TableInfo {
         self.vector_indexes
             .first()
             .and_then(|i| metric_of_opclass(&i.opclass))
+            .map(|(metric, _)| metric)
     }
 }
 
@@ -170,20 +171,35 @@ pub(crate) fn mismatches(info: &TableInfo, config: &PgVectorConfig) -> Vec<Strin
         )),
         Some(_) => {}
     }
-    let wanted = opclass(config.metric);
+    // Searches order by the index's own expression (the column, or its halfvec cast), so an
+    // index of the other precision would never be used: that is a mismatch too.
+    let half = config.half_precision_index();
+    let wanted = opclass(config.metric, half);
     for index in &info.vector_indexes {
         if index.opclass != wanted {
-            let found_metric = metric_of_opclass(&index.opclass).map_or_else(
-                || "an unknown metric".to_string(),
-                |m| format!("metric {m}"),
-            );
+            let found = match metric_of_opclass(&index.opclass) {
+                Some((m, h)) => format!("metric {m}, {} precision", precision_name(h)),
+                None => "an unknown metric".to_string(),
+            };
             problems.push(format!(
-                "vector index {} uses {} ({found_metric}) but the configured metric {} needs {wanted}",
-                index.name, index.opclass, config.metric
+                "vector index {} uses {} ({found}) but the configured metric {} in {} \
+                 precision needs {wanted}",
+                index.name,
+                index.opclass,
+                config.metric,
+                precision_name(half)
             ));
         }
     }
     problems
+}
+
+fn precision_name(half: bool) -> &'static str {
+    if half {
+        "half"
+    } else {
+        "single"
+    }
 }
 
 pub(crate) fn mismatch_error(table: &str, problems: &[String]) -> GatewayError {
@@ -256,13 +272,25 @@ pub(crate) fn create_scope_index_sql(table: &str) -> String {
 
 pub(crate) fn create_vector_index_sql(config: &PgVectorConfig) -> String {
     format!(
-        "CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method} (embedding {ops}) WITH ({with})",
+        "CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method} ({expr} {ops}) WITH ({with})",
         name = quote_ident(&index_name(&config.table, "embedding_idx")),
         table = quote_ident(&config.table),
         method = config.index.access_method(),
-        ops = opclass(config.metric),
+        expr = indexed_expression(config),
+        ops = opclass(config.metric, config.half_precision_index()),
         with = config.vector_index().with_clause(),
     )
+}
+
+/// What the vector index is built on, and what an index search must order by to use it:
+/// the column itself, or (above pgvector's 2,000-dimension limit for `vector`) its
+/// half-precision cast. The dimension is a validated integer.
+pub(crate) fn indexed_expression(config: &PgVectorConfig) -> String {
+    if config.half_precision_index() {
+        format!("(embedding::halfvec({}))", config.dimension.get())
+    } else {
+        "embedding".to_string()
+    }
 }
 
 /// Quotes an identifier, so that names PostgreSQL reserves (`user`, `order`) work too.

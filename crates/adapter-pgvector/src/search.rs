@@ -70,7 +70,7 @@ impl PgVectorStore {
         request: &SearchRequest,
     ) -> Result<Vec<SearchHit>, GatewayError> {
         let config = &self.inner.config;
-        request.validate(config.dimension)?;
+        request.validate(config.dimension, config.metric)?;
         let op = "search";
         let k = request.top_k.get();
         let embedding = Vector::from(request.embedding.as_slice().to_vec());

@@ -3,10 +3,14 @@
 
 use crate::config::PgVectorConfig;
 use crate::metric::operator;
-use crate::schema::quote_ident;
+use crate::schema::{indexed_expression, quote_ident};
 
 pub(crate) struct Statements {
+    /// Inserts or replaces rows; with `allow_tenant_move` off, a stored row of another
+    /// tenant is left as it is (and the caller rolls the batch back).
     pub upsert: String,
+    /// The stored tenant of each given (chunk id, tenant) pair that names another one.
+    pub tenant_conflicts: String,
     pub search_tenant: String,
     pub search_projects: String,
     pub exact_tenant: String,
@@ -28,6 +32,17 @@ impl Statements {
         let select = format!(
             "SELECT chunk_id, project_id, embedding {op} $1 AS distance FROM {t} WHERE tenant_id = $2"
         );
+        // The index search orders by the indexed expression so the planner can use the
+        // index; the distance it returns is still computed from the full-precision column.
+        let index_order = if config.half_precision_index() {
+            format!(
+                "{} {op} $1::halfvec({})",
+                indexed_expression(config),
+                config.dimension.get()
+            )
+        } else {
+            format!("embedding {op} $1")
+        };
         Self {
             upsert: format!(
                 "INSERT INTO {t} (chunk_id, tenant_id, project_id, embedding, updated_at) \
@@ -36,11 +51,24 @@ impl Statements {
                    AS u(chunk_id, tenant_id, project_id, embedding) \
                  ON CONFLICT (chunk_id) DO UPDATE SET \
                    tenant_id = EXCLUDED.tenant_id, project_id = EXCLUDED.project_id, \
-                   embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at"
+                   embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at{guard}",
+                // ON CONFLICT's WHERE sees the latest committed row (it locks it first), so
+                // no concurrent move can slip between this check and the update.
+                guard = if config.allow_tenant_move {
+                    String::new()
+                } else {
+                    format!(" WHERE {t}.tenant_id = EXCLUDED.tenant_id")
+                }
             ),
-            search_tenant: format!("{select} ORDER BY embedding {op} $1 LIMIT $3"),
+            tenant_conflicts: format!(
+                "SELECT s.chunk_id, s.tenant_id, u.tenant_id \
+                 FROM UNNEST($1::bigint[], $2::bigint[]) AS u(chunk_id, tenant_id) \
+                 JOIN {t} s ON s.chunk_id = u.chunk_id \
+                 WHERE s.tenant_id <> u.tenant_id ORDER BY s.chunk_id"
+            ),
+            search_tenant: format!("{select} ORDER BY {index_order} LIMIT $3"),
             search_projects: format!(
-                "{select} AND project_id = ANY($3) ORDER BY embedding {op} $1 LIMIT $4"
+                "{select} AND project_id = ANY($3) ORDER BY {index_order} LIMIT $4"
             ),
             // The OFFSET 0 fence keeps the planner from pushing the ORDER BY into the
             // subquery, so the vector index cannot serve it: the scope is read (through

@@ -9,8 +9,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres};
 use vectorgate_domain::{
-    DeleteRequest, Dimension, GatewayError, HealthStatus, SearchHit, SearchRequest, StoreHealth,
-    StoreKind, VectorRecord, VectorStoreGateway,
+    DeleteRequest, Dimension, GatewayError, HealthStatus, Metric, SearchHit, SearchRequest,
+    StoreHealth, StoreKind, TenantConflict, VectorRecord, VectorStoreGateway,
 };
 
 use crate::config::PgVectorConfig;
@@ -150,8 +150,19 @@ impl VectorStoreGateway for PgVectorStore {
         self.inner.config.dimension
     }
 
+    fn metric(&self) -> Metric {
+        self.inner.config.metric
+    }
+
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
         self.upsert(records).await
+    }
+
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        PgVectorStore::tenant_conflicts(self, records).await
     }
 
     async fn delete_vectors(&self, request: &DeleteRequest) -> Result<u64, GatewayError> {

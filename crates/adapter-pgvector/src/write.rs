@@ -2,8 +2,10 @@
 
 use futures::{StreamExt, TryStreamExt};
 use pgvector::Vector;
+use sqlx::{Connection, PgConnection, Row};
 use vectorgate_domain::{
-    validate_records, DeleteRequest, GatewayError, ProjectFilter, VectorRecord,
+    validate_records, ChunkId, DeleteRequest, GatewayError, ProjectFilter, StoreKind,
+    TenantConflict, TenantId, VectorRecord,
 };
 
 use crate::retry::retry_transient;
@@ -13,7 +15,11 @@ impl PgVectorStore {
     pub(crate) async fn upsert(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
         // The whole call is checked before the first batch is sent, so a bad record
         // anywhere writes nothing.
-        validate_records(records, self.inner.config.dimension)?;
+        validate_records(
+            records,
+            self.inner.config.dimension,
+            self.inner.config.metric,
+        )?;
         if records.is_empty() {
             return Ok(0);
         }
@@ -22,6 +28,15 @@ impl PgVectorStore {
         let mut ordered: Vec<&VectorRecord> = records.iter().collect();
         ordered.sort_unstable_by_key(|r| r.chunk_id);
         let batches: Vec<&[&VectorRecord]> = ordered.chunks(self.inner.config.batch_size).collect();
+        // A call of several batches is checked as a whole first, so a conflict in a later
+        // batch writes nothing either; each batch checks again in its own transaction,
+        // which catches a move racing this check (batches committed before it then stay).
+        if batches.len() > 1 {
+            let conflicts = self.tenant_conflicts(records).await?;
+            if !conflicts.is_empty() {
+                return Err(GatewayError::TenantConflict { conflicts });
+            }
+        }
         let concurrency = self
             .inner
             .config
@@ -65,17 +80,79 @@ impl PgVectorStore {
         );
         retry_transient(|| async move {
             let mut conn = self.acquire(op).await?;
-            let result = sqlx::query(&self.inner.sql.upsert)
+            let statement = sqlx::query(&self.inner.sql.upsert)
                 .bind(chunk_ids)
                 .bind(tenant_ids)
                 .bind(project_ids)
-                .bind(embeddings)
-                .execute(&mut *conn)
+                .bind(embeddings);
+            if self.inner.config.allow_tenant_move {
+                let result = statement
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.map_table_error(op))?;
+                return Ok(result.rows_affected());
+            }
+            // The statement skips rows stored under another tenant; finding fewer rows
+            // written than sent, the batch is rolled back and the skipped ones reported.
+            let mut tx = conn.begin().await.map_err(self.err(op))?;
+            let written = statement
+                .execute(&mut *tx)
                 .await
-                .map_err(self.map_table_error(op))?;
-            Ok(result.rows_affected())
+                .map_err(self.map_table_error(op))?
+                .rows_affected();
+            if written < chunk_ids.len() as u64 {
+                let conflicts = self.conflicts_on(&mut tx, chunk_ids, tenant_ids).await?;
+                if !conflicts.is_empty() {
+                    tx.rollback().await.map_err(self.err(op))?;
+                    return Err(GatewayError::TenantConflict { conflicts });
+                }
+            }
+            tx.commit().await.map_err(self.err(op))?;
+            Ok(written)
         })
         .await
+    }
+
+    /// The records whose chunk id is stored under another tenant (none when moves are
+    /// allowed).
+    pub(crate) async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        if self.inner.config.allow_tenant_move || records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = records.iter().map(|r| r.chunk_id.get()).collect();
+        let tenants: Vec<i64> = records.iter().map(|r| r.tenant_id.get()).collect();
+        let mut conn = self.acquire("upsert").await?;
+        self.conflicts_on(&mut conn, &ids, &tenants).await
+    }
+
+    async fn conflicts_on(
+        &self,
+        conn: &mut PgConnection,
+        chunk_ids: &[i64],
+        tenant_ids: &[i64],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        let op = "upsert";
+        let rows = sqlx::query(&self.inner.sql.tenant_conflicts)
+            .bind(chunk_ids)
+            .bind(tenant_ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.map_table_error(op))?;
+        let decode =
+            |e: sqlx::Error| GatewayError::backend(StoreKind::Pgvector, op, &e).with_source(e);
+        let bad = |e: GatewayError| GatewayError::backend(StoreKind::Pgvector, op, e);
+        rows.iter()
+            .map(|row| {
+                Ok(TenantConflict {
+                    chunk_id: ChunkId::new(row.try_get(0).map_err(decode)?).map_err(bad)?,
+                    owner: TenantId::new(row.try_get(1).map_err(decode)?).map_err(bad)?,
+                    requested: TenantId::new(row.try_get(2).map_err(decode)?).map_err(bad)?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn delete(&self, request: &DeleteRequest) -> Result<u64, GatewayError> {

@@ -1,92 +1,20 @@
 //! The pgvector store against the real PostgreSQL + pgvector (DATABASE_URL or
 //! target/services.env). Every test works in its own table and drops it at the end.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures::FutureExt;
 use vectorgate_adapter_pgvector::{IndexKind, PgVectorConfig, PgVectorStore};
 use vectorgate_domain::{
     ChunkId, DeleteRequest, Dimension, Embedding, GatewayError, Metric, ProjectFilter, ScanFilter,
     SearchRequest, SearchScope, TopK, VectorRecord, VectorStoreGateway,
 };
 use vectorgate_testkit::{
-    chunk, exact_top_k, generate_queries, generate_records, project, tenant, unique_name,
-    DataShape, ServicesEnv,
+    chunk, exact_top_k, generate_queries, generate_records, project, tenant, DataShape, ServicesEnv,
 };
 
-fn config(dim: u32) -> PgVectorConfig {
-    let mut config = PgVectorConfig::for_url(
-        &ServicesEnv::load().database_url(),
-        Dimension::new(dim).unwrap(),
-    )
-    .unwrap();
-    config.table = unique_name("pgv_test");
-    config.max_connections = 4;
-    config
-}
+mod support;
 
-/// Bootstraps a store on a fresh table, runs `body`, and drops the table whatever the
-/// outcome (a failed assertion is re-raised after the cleanup).
-async fn with_store<F, Fut>(config: PgVectorConfig, body: F)
-where
-    F: FnOnce(PgVectorStore) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let store = PgVectorStore::new(config).unwrap();
-    store.bootstrap().await.expect("bootstrap");
-    let outcome = AssertUnwindSafe(body(store.clone())).catch_unwind().await;
-    drop_table(&store).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-async fn drop_table(store: &PgVectorStore) {
-    // The table name is a validated identifier from unique_name.
-    sqlx_exec(
-        store,
-        &format!("DROP TABLE IF EXISTS {}", store.config().table),
-    )
-    .await;
-}
-
-async fn sqlx_exec(_store: &PgVectorStore, sql: &str) {
-    use sqlx::Executor;
-    test_pool().await.execute(sql).await.expect(sql);
-}
-
-/// A connection pool of the test's own: the tests look at the database directly, not
-/// through the store they check.
-async fn test_pool() -> sqlx::PgPool {
-    sqlx::PgPool::connect(&ServicesEnv::load().database_url())
-        .await
-        .expect("connect to the test database")
-}
-
-fn record(id: i64, tenant_id: i64, project_id: i64, values: Vec<f32>) -> VectorRecord {
-    VectorRecord::new(
-        chunk(id),
-        tenant(tenant_id),
-        project(project_id),
-        Embedding::new(values).unwrap(),
-    )
-}
-
-fn basis(dim: usize, hot: usize, weight: f32) -> Vec<f32> {
-    let mut v = vec![0.01; dim];
-    v[hot] = weight;
-    v
-}
-
-fn k(n: u32) -> TopK {
-    TopK::new(n).unwrap()
-}
-
-async fn all_rows(store: &PgVectorStore) -> Vec<VectorRecord> {
-    store.scan(ScanFilter::all(), None, 100_000).await.unwrap()
-}
+use support::*;
 
 #[tokio::test]
 async fn round_trip_upsert_search_reupsert_delete() {

@@ -216,6 +216,56 @@ fn search_finds_a_chunk_by_its_own_vector_within_the_tenant() {
     );
     run.exit(2);
     assert!(run.error_line().contains("999999"), "{run:#?}");
+
+    // Another tenant's chunk is not there for this tenant: its vector must not leak.
+    let other = rows
+        .iter()
+        .find(|r| r.tenant_id != target.tenant_id)
+        .unwrap()
+        .chunk_id
+        .to_string();
+    let run = fx.run(
+        "pgvector",
+        &["search", "--tenant", &tenant, "--like", &other],
+    );
+    run.exit(2);
+    assert!(
+        run.error_line()
+            .contains(&format!("chunk {other} of tenant {tenant} is not stored")),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn import_refuses_to_move_a_chunk_to_another_tenant_and_stores_nothing() {
+    let fx = Fixture::new("cli_import_tenant", false);
+    let rows = records(6, 8);
+    fx.load_pgvector(&rows);
+    let mut moved = records(3, 9);
+    for (i, r) in moved.iter_mut().enumerate() {
+        r.chunk_id = vectorgate_domain::ChunkId::new(10_000 + i as i64).unwrap();
+    }
+    let mut taken = rows[0].clone();
+    taken.tenant_id = vectorgate_domain::TenantId::new(taken.tenant_id.get() + 100).unwrap();
+    moved.push(taken.clone());
+    let path = fx.jsonl("moved.jsonl", &moved);
+    let run = fx.run("pgvector", &["import", "--file", path.to_str().unwrap()]);
+    run.exit(2);
+    let line = run.error_line();
+    assert!(
+        line.contains(&format!(
+            "chunk {} belongs to tenant {}, not {}",
+            taken.chunk_id, rows[0].tenant_id, taken.tenant_id
+        )),
+        "{line}"
+    );
+    let pg = fx.pgvector();
+    let stored = fx.runtime.block_on(pg.count(ScanFilter::all())).unwrap();
+    assert_eq!(
+        stored,
+        rows.len() as u64,
+        "nothing of the import was written"
+    );
 }
 
 #[test]

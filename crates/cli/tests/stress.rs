@@ -38,6 +38,8 @@ fn settings(names: &Names, milvus_port: u16) -> Settings {
     Settings::builder()
         .set(&vars::VECTOR_STORE_MODE, VectorStoreMode::Dual)
         .set(&vars::EMBEDDING_DIM, DIM)
+        // One upsert in ten moves a chunk to another tenant, on purpose.
+        .set(&vars::ALLOW_TENANT_MOVE, true)
         .set(&vars::DATABASE_URL, env.database_url())
         .set(&vars::PGVECTOR_TABLE, &names.table)
         .set(&vars::DUAL_OUTBOX_TABLE, &names.outbox)
@@ -178,6 +180,7 @@ async fn everything_at_once_converges_to_identical_stores() {
         ("MILVUS_CONNECT_TIMEOUT_MS", "1000".into()),
         ("MILVUS_CALL_TIMEOUT_MS", "3000".into()),
         ("DUAL_INTENT_LEASE_MS", "4000".into()),
+        ("ALLOW_TENANT_MOVE", "true".into()),
     ];
     let vectorgate = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vectorgate"));

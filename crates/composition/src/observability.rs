@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 use vectorgate_domain::{
-    DeleteRequest, Dimension, GatewayError, HealthStatus, SearchHit, SearchRequest, StoreKind,
-    VectorRecord, VectorStoreGateway,
+    DeleteRequest, Dimension, GatewayError, HealthStatus, Metric, SearchHit, SearchRequest,
+    StoreKind, TenantConflict, VectorRecord, VectorStoreGateway,
 };
 
 pub const OPERATIONS_TOTAL: &str = "vector_store_operations_total";
@@ -142,6 +142,17 @@ impl VectorStoreGateway for Instrumented {
 
     fn dimension(&self) -> Dimension {
         self.inner.dimension()
+    }
+
+    fn metric(&self) -> Metric {
+        self.inner.metric()
+    }
+
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        self.inner.tenant_conflicts(records).await
     }
 
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {

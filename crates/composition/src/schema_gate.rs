@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use vectorgate_domain::{
-    ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, SearchHit, SearchRequest,
-    StoreKind, VectorRecord, VectorStoreGateway,
+    ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, Metric, SearchHit,
+    SearchRequest, StoreKind, TenantConflict, VectorRecord, VectorStoreGateway,
 };
 
 use crate::rows::Replica;
@@ -110,6 +110,17 @@ impl VectorStoreGateway for SchemaOnFirstUse {
 
     fn dimension(&self) -> Dimension {
         self.gateway.dimension()
+    }
+
+    fn metric(&self) -> Metric {
+        self.gateway.metric()
+    }
+
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        self.gateway.tenant_conflicts(records).await
     }
 
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {

@@ -43,13 +43,23 @@ impl Stores {
     }
 
     pub fn milvus_store(settings: &Settings) -> Result<MilvusStore, GatewayError> {
-        MilvusStore::new(settings.milvus().clone())
+        MilvusStore::new(Self::milvus_config(settings))
+    }
+
+    /// Outside milvus mode, Milvus holds a copy of pgvector, which decides which tenant owns
+    /// a chunk; the copy must follow every move pgvector accepted.
+    fn milvus_config(settings: &Settings) -> vectorgate_adapter_milvus::MilvusConfig {
+        let mut config = settings.milvus().clone();
+        if settings.mode() != crate::settings::VectorStoreMode::Milvus {
+            config.allow_tenant_move = true;
+        }
+        config
     }
 
     /// The Milvus store reading at Strong consistency: comparisons that run right after
     /// writes of any process (the relay's reconcile, `vectorgate reconcile`) must see them.
     pub fn milvus_replica(settings: &Settings) -> Result<MilvusStore, GatewayError> {
-        let mut config = settings.milvus().clone();
+        let mut config = Self::milvus_config(settings);
         config.consistency = vectorgate_adapter_milvus::Consistency::Strong;
         MilvusStore::new(config)
     }
@@ -123,6 +133,36 @@ mod tests {
         assert_eq!(
             Stores::milvus_store(&s).unwrap().config().consistency,
             vectorgate_adapter_milvus::Consistency::Eventually
+        );
+    }
+
+    /// Outside milvus mode Milvus copies pgvector, so it must accept every move pgvector
+    /// accepted; only a Milvus-only gateway checks tenants itself.
+    #[tokio::test]
+    async fn only_milvus_mode_checks_tenants_in_milvus() {
+        let milvus_mode = settings(&[("VECTOR_STORE_MODE", "milvus"), ("EMBEDDING_DIM", "8")]);
+        assert!(
+            !Stores::milvus_store(&milvus_mode)
+                .unwrap()
+                .config()
+                .allow_tenant_move
+        );
+        let dual = settings(&[
+            ("VECTOR_STORE_MODE", "dual"),
+            ("EMBEDDING_DIM", "8"),
+            ("DATABASE_URL", "postgres://u@127.0.0.1:1/db"),
+        ]);
+        assert!(
+            Stores::milvus_store(&dual)
+                .unwrap()
+                .config()
+                .allow_tenant_move
+        );
+        assert!(
+            Stores::milvus_replica(&dual)
+                .unwrap()
+                .config()
+                .allow_tenant_move
         );
     }
 }

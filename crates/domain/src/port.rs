@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    DeleteRequest, Dimension, GatewayError, HealthStatus, SearchHit, SearchRequest, StoreKind,
-    VectorRecord,
+    DeleteRequest, Dimension, GatewayError, HealthStatus, Metric, SearchHit, SearchRequest,
+    StoreKind, TenantConflict, VectorRecord,
 };
 
 /// The one port through which services read and write embeddings.
@@ -19,11 +19,23 @@ pub trait VectorStoreGateway: Send + Sync {
     /// The embedding dimension this gateway was configured with.
     fn dimension(&self) -> Dimension;
 
+    /// The similarity metric its scores follow (and its inputs are validated against).
+    fn metric(&self) -> Metric;
+
     /// Inserts or replaces the records (keyed by `chunk_id`; a re-upsert replaces the
     /// tenant, project and vector). Returns how many records were written. An empty slice
     /// is a no-op returning 0. Duplicate chunk ids within one call are rejected and nothing
-    /// of that call is written.
+    /// of that call is written. A chunk stored under another tenant is not moved (unless
+    /// the store allows moves): the call fails with `TenantConflict` and writes nothing.
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError>;
+
+    /// The records whose chunk id is stored under another tenant than the record names,
+    /// in chunk-id order; empty when the store allows chunks to move between tenants.
+    /// Upserts check this themselves; callers ask before writing elsewhere.
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError>;
 
     /// Deletes within a tenant; returns how many records were removed.
     async fn delete_vectors(&self, request: &DeleteRequest) -> Result<u64, GatewayError>;

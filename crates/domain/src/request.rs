@@ -2,7 +2,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkId, Dimension, Embedding, GatewayError, ProjectId, TenantId, TopK};
+use crate::{ChunkId, Dimension, Embedding, GatewayError, Metric, ProjectId, TenantId, TopK};
 
 /// One embedding to store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,21 +45,22 @@ impl VectorRecord {
 }
 
 /// Checks a whole upsert batch before anything is written: every embedding has the
-/// store's dimension and no chunk id appears twice. An empty batch is valid (a no-op).
+/// store's dimension, scores under the store's metric (no zero vector under COSINE) and no
+/// chunk id appears twice. An empty batch is valid (a no-op).
 pub fn validate_records(
     records: &[VectorRecord],
     dimension: Dimension,
+    metric: Metric,
 ) -> Result<(), GatewayError> {
     let mut seen = HashSet::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
-        dimension
-            .check(&record.embedding)
-            .map_err(|err| match err {
-                GatewayError::DimensionMismatch { expected, got } => {
-                    GatewayError::DimensionMismatch { expected, got }
-                }
-                other => other,
-            })?;
+        dimension.check(&record.embedding)?;
+        check_direction(&record.embedding, metric).map_err(|reason| {
+            GatewayError::invalid(format!(
+                "record {index} (chunk_id {}): {reason}",
+                record.chunk_id
+            ))
+        })?;
         if !seen.insert(record.chunk_id) {
             return Err(GatewayError::invalid(format!(
                 "duplicate chunk_id {} in one upsert batch (record {index}); \
@@ -67,6 +68,18 @@ pub fn validate_records(
                 record.chunk_id
             )));
         }
+    }
+    Ok(())
+}
+
+/// A zero vector has no direction: COSINE divides by its length, so the stores score it
+/// NaN (which sorts first and passes any `min_score`). Other metrics score it 0.
+fn check_direction(embedding: &Embedding, metric: Metric) -> Result<(), String> {
+    if metric == Metric::Cosine && embedding.as_slice().iter().all(|v| *v == 0.0) {
+        return Err(format!(
+            "the embedding is all zeros, which has no direction under metric {metric}; \
+             send a non-zero vector"
+        ));
     }
     Ok(())
 }
@@ -189,9 +202,12 @@ impl SearchRequest {
         self
     }
 
-    /// Checks the request against a store's dimension (and that `min_score` is a number).
-    pub fn validate(&self, dimension: Dimension) -> Result<(), GatewayError> {
+    /// Checks the request against a store's dimension and metric (no zero query vector
+    /// under COSINE) and that `min_score` is a number.
+    pub fn validate(&self, dimension: Dimension, metric: Metric) -> Result<(), GatewayError> {
         dimension.check(&self.embedding)?;
+        check_direction(&self.embedding, metric)
+            .map_err(|reason| GatewayError::invalid(format!("search query: {reason}")))?;
         check_min_score(self.min_score)
     }
 }

@@ -135,7 +135,7 @@ fn batch_with_duplicate_ids_is_rejected_naming_the_id() {
         record(11, vec![0.0, 1.0]),
         record(10, vec![0.5, 0.5]),
     ];
-    let msg = invalid_message(validate_records(&batch, dim).unwrap_err());
+    let msg = invalid_message(validate_records(&batch, dim, Metric::Ip).unwrap_err());
     assert!(msg.contains("duplicate chunk_id 10"), "{msg}");
 }
 
@@ -144,7 +144,7 @@ fn batch_with_one_wrong_dimension_is_rejected() {
     let dim = Dimension::new(2).unwrap();
     let batch = vec![record(1, vec![1.0, 0.0]), record(2, vec![1.0, 0.0, 0.0])];
     assert_eq!(
-        validate_records(&batch, dim).unwrap_err(),
+        validate_records(&batch, dim, Metric::Ip).unwrap_err(),
         GatewayError::DimensionMismatch {
             expected: 2,
             got: 3
@@ -154,7 +154,7 @@ fn batch_with_one_wrong_dimension_is_rejected() {
 
 #[test]
 fn empty_batch_is_valid() {
-    assert!(validate_records(&[], Dimension::new(2).unwrap()).is_ok());
+    assert!(validate_records(&[], Dimension::new(2).unwrap(), Metric::Cosine).is_ok());
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn search_request_checks_dimension_and_min_score() {
         TopK::new(5).unwrap(),
     );
     assert_eq!(
-        wrong.validate(dim).unwrap_err(),
+        wrong.validate(dim, Metric::Ip).unwrap_err(),
         GatewayError::DimensionMismatch {
             expected: 2,
             got: 1
@@ -180,7 +180,8 @@ fn search_request_checks_dimension_and_min_score() {
     )
     .with_min_score(f32::NAN);
     assert!(
-        invalid_message(nan_min.validate(dim).unwrap_err()).contains("min_score must be finite")
+        invalid_message(nan_min.validate(dim, Metric::Ip).unwrap_err())
+            .contains("min_score must be finite")
     );
 }
 
@@ -312,4 +313,29 @@ fn records_from_plain_values_check_every_part() {
         invalid_message(VectorRecord::from_parts(5, 1, 2, vec![f32::NAN]).unwrap_err())
             .contains("NaN")
     );
+}
+
+#[test]
+fn zero_vectors_are_refused_under_cosine_only() {
+    let dim = Dimension::new(2).unwrap();
+    let batch = vec![record(1, vec![1.0, 0.0]), record(7, vec![0.0, 0.0])];
+    let msg = invalid_message(validate_records(&batch, dim, Metric::Cosine).unwrap_err());
+    assert!(
+        msg.contains("record 1 (chunk_id 7)") && msg.contains("all zeros"),
+        "{msg}"
+    );
+    for metric in [Metric::Ip, Metric::L2] {
+        assert!(validate_records(&batch, dim, metric).is_ok(), "{metric}");
+    }
+    let query = SearchRequest::new(
+        SearchScope::tenant(TenantId::new(1).unwrap()),
+        Embedding::new(vec![0.0, -0.0]).unwrap(),
+        TopK::new(5).unwrap(),
+    );
+    let msg = invalid_message(query.validate(dim, Metric::Cosine).unwrap_err());
+    assert!(
+        msg.contains("search query") && msg.contains("all zeros"),
+        "{msg}"
+    );
+    assert!(query.validate(dim, Metric::Ip).is_ok());
 }

@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use futures::stream::{FuturesUnordered, StreamExt};
 use vectorgate_domain::{
     validate_records, ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, Metric,
-    ProjectId, SearchHit, SearchRequest, StoreHealth, StoreKind, VectorRecord, VectorStoreGateway,
+    ProjectId, SearchHit, SearchRequest, StoreHealth, StoreKind, TenantConflict, VectorRecord,
+    VectorStoreGateway,
 };
 
 use crate::client::{ColumnBatch, MilvusApi, SdkMilvusApi, SearchCall};
@@ -177,6 +178,10 @@ impl VectorStoreGateway for MilvusStore {
         self.inner.config.dimension
     }
 
+    fn metric(&self) -> Metric {
+        self.inner.config.metric
+    }
+
     /// Validates the whole call first (nothing is sent when a record is bad), then sends
     /// native upserts of at most `rows_per_request()` rows, up to `upsert_concurrency` in
     /// flight. Upsert is idempotent, so when a request fails part of the call may be
@@ -184,9 +189,13 @@ impl VectorStoreGateway for MilvusStore {
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
         self.check_open()?;
         let config = &self.inner.config;
-        validate_records(records, config.dimension)?;
+        validate_records(records, config.dimension, config.metric)?;
         if records.is_empty() {
             return Ok(0);
+        }
+        let conflicts = self.stored_tenant_conflicts(records).await?;
+        if !conflicts.is_empty() {
+            return Err(GatewayError::TenantConflict { conflicts });
         }
         let collection = config.collection.as_str();
         let api = &self.inner.api;
@@ -209,6 +218,14 @@ impl VectorStoreGateway for MilvusStore {
                 None => return Ok(written),
             }
         }
+    }
+
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        self.check_open()?;
+        self.stored_tenant_conflicts(records).await
     }
 
     /// Deletes by an expression always bounded by the tenant (ids of another tenant never
@@ -250,7 +267,7 @@ impl VectorStoreGateway for MilvusStore {
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, GatewayError> {
         self.check_open()?;
         let config = &self.inner.config;
-        request.validate(config.dimension)?;
+        request.validate(config.dimension, config.metric)?;
         let call = SearchCall {
             collection: config.collection.clone(),
             vector_field: FIELD_EMBEDDING.to_string(),

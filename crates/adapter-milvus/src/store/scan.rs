@@ -2,8 +2,10 @@
 //! replies back into rows. Milvus caps a reply at 16,384 rows (and tonic at 4 MB), which
 //! is what shapes these calls.
 
+use std::collections::HashMap;
+
 use vectorgate_domain::{
-    ChunkId, Embedding, GatewayError, ProjectId, ScanFilter, TenantId, VectorRecord,
+    ChunkId, Embedding, GatewayError, ProjectId, ScanFilter, TenantConflict, TenantId, VectorRecord,
 };
 
 use super::{malformed, MilvusStore, IDS_PER_EXPRESSION};
@@ -99,6 +101,37 @@ impl MilvusStore {
         }
         out.sort_by_key(|r| r.chunk_id);
         Ok(out)
+    }
+
+    /// The records whose id is stored under another tenant, read at the configured
+    /// consistency; none when moves are allowed.
+    pub(crate) async fn stored_tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        if self.config().allow_tenant_move || records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let requested: HashMap<ChunkId, TenantId> =
+            records.iter().map(|r| (r.chunk_id, r.tenant_id)).collect();
+        let ids: Vec<ChunkId> = requested.keys().copied().collect();
+        let per_call = (self.rows_per_reply(false) as usize).min(IDS_PER_EXPRESSION);
+        let mut conflicts = Vec::new();
+        for chunk in ids.chunks(per_call) {
+            let rows = self
+                .query_rows(queries::chunk_ids(chunk), None, false)
+                .await?;
+            conflicts.extend(rows.into_iter().filter_map(|row| {
+                let wanted = requested[&row.chunk_id];
+                (row.tenant_id != wanted).then_some(TenantConflict {
+                    chunk_id: row.chunk_id,
+                    owner: row.tenant_id,
+                    requested: wanted,
+                })
+            }));
+        }
+        conflicts.sort_by_key(|c| c.chunk_id);
+        Ok(conflicts)
     }
 
     /// Deletes these ids whatever tenant holds them (the dual-mode relay, which copies

@@ -36,7 +36,7 @@ pub async fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<Outcome> {
     };
     let embedding = match (&args.vector_file, args.like) {
         (Some(path), _) => read_vector_file(path)?,
-        (None, Some(id)) => stored_vector(ctx, ChunkId::new(id).context("--like")?).await?,
+        (None, Some(id)) => stored_vector(ctx, tenant, ChunkId::new(id).context("--like")?).await?,
         (None, None) => bail!("give --vector-file FILE or --like CHUNK_ID"),
     };
     let mut request = SearchRequest::new(scope, embedding, TopK::new(args.k).context("-k")?);
@@ -103,9 +103,10 @@ fn read_vector_file(path: &std::path::Path) -> anyhow::Result<Embedding> {
     Embedding::new(values).with_context(|| format!("vector file {}", path.display()))
 }
 
-/// The stored vector of a chunk: from pgvector (the source of truth) unless the mode
-/// uses Milvus alone.
-async fn stored_vector(ctx: &Ctx, id: ChunkId) -> anyhow::Result<Embedding> {
+/// The stored vector of a chunk of `tenant`: from pgvector (the source of truth) unless the
+/// mode uses Milvus alone. Another tenant's chunk is "not stored" for this tenant: its
+/// vector must not leak into this tenant's search.
+async fn stored_vector(ctx: &Ctx, tenant: TenantId, id: ChunkId) -> anyhow::Result<Embedding> {
     let (records, store) = if ctx.mode() == VectorStoreMode::Milvus {
         let store = ctx.milvus()?;
         (store.fetch(&[id]).await?, "Milvus")
@@ -117,7 +118,9 @@ async fn stored_vector(ctx: &Ctx, id: ChunkId) -> anyhow::Result<Embedding> {
     };
     records
         .into_iter()
-        .find(|r| r.chunk_id == id)
+        .find(|r| r.chunk_id == id && r.tenant_id == tenant)
         .map(|r| r.embedding)
-        .with_context(|| format!("--like {id}: chunk {id} is not stored in {store}"))
+        .with_context(|| {
+            format!("--like {id}: chunk {id} of tenant {tenant} is not stored in {store}")
+        })
 }

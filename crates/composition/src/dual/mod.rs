@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vectorgate_domain::outbox::{Outbox, OutboxStats};
 use vectorgate_domain::{
-    DeleteRequest, Dimension, GatewayError, HealthStatus, SearchHit, SearchRequest, StoreHealth,
-    StoreKind, VectorRecord, VectorStoreGateway,
+    DeleteRequest, Dimension, GatewayError, HealthStatus, Metric, SearchHit, SearchRequest,
+    StoreHealth, StoreKind, TenantConflict, VectorRecord, VectorStoreGateway,
 };
 
 use crate::observability::{OUTBOX_DEPTH, RELAY_LAG_SECONDS};
@@ -133,6 +133,18 @@ impl VectorStoreGateway for DualGateway {
 
     fn dimension(&self) -> Dimension {
         self.stores.pgvector.dimension()
+    }
+
+    fn metric(&self) -> Metric {
+        self.stores.pgvector.metric()
+    }
+
+    /// pgvector's answer: it decides which tenant owns a chunk; Milvus holds a copy.
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        self.stores.pgvector.tenant_conflicts(records).await
     }
 
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {

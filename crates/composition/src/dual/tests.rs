@@ -66,7 +66,14 @@ struct Fixture {
 
 impl Fixture {
     fn new(settings: DualSettings) -> Self {
-        let pg = Arc::new(MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip));
+        Self::over(
+            MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip),
+            settings,
+        )
+    }
+
+    fn over(pg: MemoryStore, settings: DualSettings) -> Self {
+        let pg = Arc::new(pg);
         let milvus = Arc::new(MemoryStore::new(StoreKind::Milvus, dim(), Metric::Ip));
         let outbox = Arc::new(MemoryOutbox::beside(pg.clone()));
         let mut f = Self {
@@ -210,6 +217,34 @@ async fn an_outbox_failure_fails_the_call_before_either_store_is_touched() {
         .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert_eq!(f.pg.write_calls() + f.milvus.write_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_move_to_another_tenant_is_refused_before_milvus_is_written() {
+    let pg = MemoryStore::new(StoreKind::Pgvector, dim(), Metric::Ip).refusing_tenant_moves();
+    let f = Fixture::over(pg, manual());
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap();
+    f.dual.flush_background().await;
+    assert!(f.outbox.pending().is_empty());
+    let milvus_writes = f.milvus.write_calls();
+    let err = f
+        .dual
+        .upsert_vectors(&[rec(2, 2, 1, 0.2), rec(1, 2, 1, 0.3)])
+        .await
+        .unwrap_err();
+    let expected = [vectorgate_domain::TenantConflict {
+        chunk_id: c(1),
+        owner: t(1),
+        requested: t(2),
+    }];
+    assert!(
+        matches!(err, GatewayError::TenantConflict { ref conflicts } if conflicts[..] == expected),
+        "{err}"
+    );
+    assert_eq!(f.milvus.write_calls(), milvus_writes, "Milvus untouched");
+    assert!(f.outbox.pending().is_empty());
+    assert_eq!(f.pg.snapshot(), vec![rec(1, 1, 1, 0.1)], "nothing written");
+    assert!(f.converged());
 }
 
 #[tokio::test]

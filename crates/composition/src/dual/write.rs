@@ -21,9 +21,19 @@ fn join_ids<T: std::fmt::Display>(ids: &[T]) -> String {
 impl DualGateway {
     pub(super) async fn upsert(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
         // Validate before the outbox: bad input changes nothing, not even the outbox.
-        validate_records(records, self.stores.pgvector.dimension())?;
+        validate_records(
+            records,
+            self.stores.pgvector.dimension(),
+            self.stores.pgvector.metric(),
+        )?;
         if records.is_empty() {
             return Ok(0);
+        }
+        // pgvector decides before Milvus is written; its own upsert checks again in the
+        // write's transaction, and the outbox repairs Milvus should a move race this check.
+        let conflicts = self.stores.pgvector.tenant_conflicts(records).await?;
+        if !conflicts.is_empty() {
+            return Err(GatewayError::TenantConflict { conflicts });
         }
         let ids: Vec<ChunkId> = records.iter().map(|r| r.chunk_id).collect();
         let mut tenants: Vec<TenantId> = records.iter().map(|r| r.tenant_id).collect();

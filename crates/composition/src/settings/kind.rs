@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use vectorgate_adapter_milvus::Consistency;
-use vectorgate_adapter_pgvector::{DatabaseUrl, IndexKind};
+use vectorgate_adapter_pgvector::{DatabaseUrl, IndexKind, IndexPrecision};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
 use super::{ReadFrom, VectorStoreMode};
@@ -195,4 +195,11 @@ macro_rules! choice_values {
         }
     )*};
 }
-choice_values!(VectorStoreMode, ReadFrom, Metric, Consistency, IndexKind);
+choice_values!(
+    VectorStoreMode,
+    ReadFrom,
+    Metric,
+    Consistency,
+    IndexKind,
+    IndexPrecision
+);

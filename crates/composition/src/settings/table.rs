@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use vectorgate_adapter_milvus::{Consistency, MilvusConfig};
 use vectorgate_adapter_pgvector::{
-    limits, validate_identifier, DatabaseUrl, IndexKind, IDENTIFIER_ACCEPTED,
+    limits, validate_identifier, DatabaseUrl, IndexKind, IndexPrecision, IDENTIFIER_ACCEPTED,
 };
 use vectorgate_domain::{Dimension, Metric};
 
@@ -112,6 +112,32 @@ pub static PGVECTOR_INDEX: Var<IndexKind> = Var::new(
     "vector index type",
     |s| Some(s.pgvector.index),
     |s, v| s.pgvector.index = v,
+);
+
+pub static PGVECTOR_INDEX_PRECISION: Var<IndexPrecision> = Var::new(
+    "PGVECTOR_INDEX_PRECISION",
+    Kind::Choice {
+        accepted: "auto, single or half",
+    },
+    "precision of the vector index (the column keeps full precision): auto is single up to \
+     2,000 dimensions and half (halfvec, up to 4,000) above, pgvector's index limits",
+    |s| Some(s.pgvector.index_precision),
+    |s, v| s.pgvector.index_precision = v,
+);
+
+pub static ALLOW_TENANT_MOVE: Var<bool> = Var::new(
+    "ALLOW_TENANT_MOVE",
+    Kind::Choice {
+        accepted: "on or off",
+    },
+    "whether an upsert may move an existing chunk to another tenant (off: refused with a \
+     tenant conflict, nothing written; in milvus mode a best-effort check, as Milvus has no \
+     transactions)",
+    |s| Some(s.pgvector.allow_tenant_move),
+    |s, v| {
+        s.pgvector.allow_tenant_move = v;
+        s.milvus.allow_tenant_move = v;
+    },
 );
 
 pub static PGVECTOR_HNSW_M: Var<u32> = Var::new(
@@ -452,9 +478,11 @@ pub static VARIABLES: &[&dyn Variable] = &[
     &VECTOR_STORE_MODE,
     &EMBEDDING_DIM,
     &VECTOR_METRIC,
+    &ALLOW_TENANT_MOVE,
     &DATABASE_URL,
     &PGVECTOR_TABLE,
     &PGVECTOR_INDEX,
+    &PGVECTOR_INDEX_PRECISION,
     &PGVECTOR_HNSW_M,
     &PGVECTOR_HNSW_EF_CONSTRUCTION,
     &PGVECTOR_HNSW_EF_SEARCH,

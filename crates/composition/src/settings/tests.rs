@@ -551,3 +551,52 @@ fn the_readme_settings_table_is_the_generated_one() {
         "README.md's settings table differs from the declarations: run `cargo xtask docs`"
     );
 }
+
+#[test]
+fn dimensions_above_pgvector_index_limits_are_refused_before_any_connection() {
+    let s = Settings::from_vars(env(&[("EMBEDDING_DIM", "3072"), ("DATABASE_URL", URL)])).unwrap();
+    assert!(s.pgvector().half_precision_index());
+    for mode in ["pgvector", "dual"] {
+        let err = Settings::from_vars(env(&[
+            ("EMBEDDING_DIM", "4001"),
+            ("DATABASE_URL", URL),
+            ("VECTOR_STORE_MODE", mode),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("EMBEDDING_DIM") && text.contains("at most 4000"),
+            "{mode}: {text}"
+        );
+    }
+    // Milvus alone has no such limit.
+    let s = Settings::from_vars(env(&[
+        ("EMBEDDING_DIM", "4096"),
+        ("VECTOR_STORE_MODE", "milvus"),
+    ]))
+    .unwrap();
+    assert_eq!(s.dimension().get(), 4096);
+    let err = Settings::from_vars(env(&[
+        ("EMBEDDING_DIM", "3072"),
+        ("DATABASE_URL", URL),
+        ("PGVECTOR_INDEX_PRECISION", "single"),
+    ]))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("PGVECTOR_INDEX_PRECISION"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tenant_moves_are_refused_unless_allowed() {
+    let s = Settings::from_vars(env(&[("EMBEDDING_DIM", "8"), ("DATABASE_URL", URL)])).unwrap();
+    assert!(!s.pgvector().allow_tenant_move && !s.milvus().allow_tenant_move);
+    let s = Settings::from_vars(env(&[
+        ("EMBEDDING_DIM", "8"),
+        ("DATABASE_URL", URL),
+        ("ALLOW_TENANT_MOVE", "true"),
+    ]))
+    .unwrap();
+    assert!(s.pgvector().allow_tenant_move && s.milvus().allow_tenant_move);
+}

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use vectorgate_domain::{
-    ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, SearchHit, SearchRequest,
-    StoreKind, VectorRecord, VectorStoreGateway,
+    ChunkId, DeleteRequest, Dimension, GatewayError, HealthStatus, Metric, SearchHit,
+    SearchRequest, StoreKind, TenantConflict, VectorRecord, VectorStoreGateway,
 };
 
 use super::MemoryStore;
@@ -113,6 +113,17 @@ impl VectorStoreGateway for Gated {
 
     fn dimension(&self) -> Dimension {
         self.inner.dimension()
+    }
+
+    fn metric(&self) -> Metric {
+        self.inner.metric()
+    }
+
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        self.inner.tenant_conflicts(records).await
     }
 
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {

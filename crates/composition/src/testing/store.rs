@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use vectorgate_domain::{
     validate_records, ChunkId, CollectionStatus, DeleteRequest, Dimension, GatewayError,
     HealthStatus, Metric, ProjectFilter, SearchHit, SearchRequest, StoreHealth, StoreKind,
-    VectorRecord, VectorStoreGateway,
+    TenantConflict, VectorRecord, VectorStoreGateway,
 };
 
 use crate::mode::StateTable;
@@ -24,6 +24,9 @@ pub struct MemoryStore {
     rows: Mutex<BTreeMap<ChunkId, VectorRecord>>,
     down: AtomicBool,
     writes: AtomicU64,
+    /// Moves between tenants are allowed unless [`MemoryStore::refusing_tenant_moves`]
+    /// (dual-mode tests move chunks on purpose).
+    allow_tenant_move: bool,
 }
 
 impl MemoryStore {
@@ -35,7 +38,14 @@ impl MemoryStore {
             rows: Mutex::new(BTreeMap::new()),
             down: AtomicBool::new(false),
             writes: AtomicU64::new(0),
+            allow_tenant_move: true,
         }
+    }
+
+    /// A store that refuses to move a chunk to another tenant, as pgvector does by default.
+    pub fn refusing_tenant_moves(mut self) -> Self {
+        self.allow_tenant_move = false;
+        self
     }
 
     pub fn set_down(&self, down: bool) {
@@ -78,9 +88,40 @@ impl VectorStoreGateway for MemoryStore {
         self.dimension
     }
 
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    async fn tenant_conflicts(
+        &self,
+        records: &[VectorRecord],
+    ) -> Result<Vec<TenantConflict>, GatewayError> {
+        if self.allow_tenant_move {
+            return Ok(Vec::new());
+        }
+        let rows = self.rows.lock().unwrap();
+        let mut conflicts: Vec<TenantConflict> = records
+            .iter()
+            .filter_map(|r| {
+                let stored = rows.get(&r.chunk_id)?;
+                (stored.tenant_id != r.tenant_id).then_some(TenantConflict {
+                    chunk_id: r.chunk_id,
+                    owner: stored.tenant_id,
+                    requested: r.tenant_id,
+                })
+            })
+            .collect();
+        conflicts.sort_by_key(|c| c.chunk_id);
+        Ok(conflicts)
+    }
+
     async fn upsert_vectors(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
-        validate_records(records, self.dimension)?;
+        validate_records(records, self.dimension, self.metric)?;
         self.check_up()?;
+        let conflicts = self.tenant_conflicts(records).await?;
+        if !conflicts.is_empty() {
+            return Err(GatewayError::TenantConflict { conflicts });
+        }
         self.writes.fetch_add(1, Ordering::SeqCst);
         let mut rows = self.rows.lock().unwrap();
         for r in records {
@@ -124,7 +165,7 @@ impl VectorStoreGateway for MemoryStore {
     }
 
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, GatewayError> {
-        request.validate(self.dimension)?;
+        request.validate(self.dimension, self.metric)?;
         self.check_up()?;
         let rows = self.rows.lock().unwrap();
         let query = request.embedding.as_slice();
