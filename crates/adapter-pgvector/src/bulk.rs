@@ -99,13 +99,21 @@ impl PgVectorStore {
         let mut index_build = None;
         if build_index_after {
             let build_started = Instant::now();
-            // Only an integer from the validated settings goes into this SET: SET cannot
-            // take bind parameters.
-            let memory = format!(
-                "SET LOCAL maintenance_work_mem = '{}MB'",
-                config.index_build_memory_mb
-            );
+            // The build covers the whole table, not only this load.
+            let table_rows: i64 = sqlx::query_scalar(&self.inner.sql.count_all)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(self.map_table_error(op))?;
+            let memory_mb = config.index_build_memory_mb_for(table_rows.max(0) as u64);
+            // Only an integer computed from the validated settings goes into this SET:
+            // SET cannot take bind parameters.
+            let memory = format!("SET LOCAL maintenance_work_mem = '{memory_mb}MB'");
             execute_ddl(&mut tx, &memory).await.map_err(self.err(op))?;
+            tracing::info!(
+                table_rows,
+                maintenance_work_mem_mb = memory_mb,
+                "building the vector index"
+            );
             for definition in &rebuild {
                 execute_ddl(&mut tx, definition)
                     .await

@@ -138,8 +138,9 @@ pub struct PgVectorConfig {
     /// connections inside `acquire`, so this caps the acquire of an empty pool; a server
     /// that is down is reported after this long, not after `acquire_timeout`).
     pub connect_timeout: Duration,
-    /// `maintenance_work_mem` (MiB) for building the vector index in `bulk_load`. An HNSW
-    /// graph that does not fit is built far more slowly.
+    /// The most `maintenance_work_mem` (MiB) an index build in `bulk_load` may take; the
+    /// build asks for what its table needs within this cap ([`Self::index_build_memory_mb_for`]).
+    /// An HNSW graph that does not fit is built far more slowly, and without parallel workers.
     pub index_build_memory_mb: u32,
 }
 
@@ -197,7 +198,7 @@ impl PgVectorConfig {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
-            index_build_memory_mb: 512,
+            index_build_memory_mb: 2048,
         }
     }
 
@@ -223,6 +224,25 @@ impl PgVectorConfig {
             IndexPrecision::Single => false,
             IndexPrecision::Half => true,
         }
+    }
+
+    /// `maintenance_work_mem` (MiB) for building the vector index over `rows` rows: the
+    /// HNSW graph (each element's vector at the index's precision plus about 2m neighbour
+    /// links of 8 bytes and 100 bytes of bookkeeping), with a quarter more as headroom, at
+    /// least 64 MiB and at most the configured cap. IVFFlat needs little (its k-means runs
+    /// on a sample), so it gets the floor.
+    pub fn index_build_memory_mb_for(&self, rows: u64) -> u32 {
+        const FLOOR_MB: u64 = 64;
+        let needed = match self.vector_index() {
+            PgIndex::Hnsw { m, .. } => {
+                let vector = u64::from(self.dimension.get())
+                    * if self.half_precision_index() { 2 } else { 4 };
+                let per_row = vector + 2 * u64::from(m) * 8 + 100;
+                (rows * per_row * 5 / 4).div_ceil(1 << 20) + FLOOR_MB
+            }
+            PgIndex::IvfFlat { .. } => FLOOR_MB,
+        };
+        needed.min(u64::from(self.index_build_memory_mb)) as u32
     }
 
     /// The configured vector index with its parameters.
@@ -453,6 +473,19 @@ mod tests {
             Err(GatewayError::Configuration { ref variable, ref accepted, .. })
                 if variable == "PGVECTOR_UPSERT_CONCURRENCY" && accepted.contains("PGVECTOR_MAX_CONNECTIONS (10)")
         ));
+    }
+
+    #[test]
+    fn index_builds_ask_for_the_memory_their_graph_needs_within_the_cap() {
+        let mut config = PgVectorConfig::new(Dimension::new(768).unwrap());
+        // 240,000 x 768 single precision: about 1 GB of graph.
+        let mb = config.index_build_memory_mb_for(240_000);
+        assert!((900..=1100).contains(&mb), "{mb}");
+        assert_eq!(config.index_build_memory_mb_for(0), 64);
+        config.index_build_memory_mb = 256;
+        assert_eq!(config.index_build_memory_mb_for(240_000), 256);
+        config.index = IndexKind::Ivfflat;
+        assert_eq!(config.index_build_memory_mb_for(240_000), 64);
     }
 
     #[test]

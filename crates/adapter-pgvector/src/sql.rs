@@ -22,6 +22,7 @@ pub(crate) struct Statements {
     pub delete_project: String,
     pub delete_tenant: String,
     pub fetch: String,
+    pub count_all: String,
     pub copy_in: String,
 }
 
@@ -106,6 +107,7 @@ impl Statements {
                 "SELECT chunk_id, tenant_id, project_id, embedding FROM {t} \
                  WHERE chunk_id = ANY($1) ORDER BY chunk_id"
             ),
+            count_all: format!("SELECT count(*) FROM {t}"),
             copy_in: format!(
                 "COPY {t} (chunk_id, tenant_id, project_id, embedding) FROM STDIN WITH (FORMAT binary)"
             ),

@@ -210,7 +210,7 @@ pub static PGVECTOR_UPSERT_CONCURRENCY: Var<usize> = Var::new(
 pub static PGVECTOR_INDEX_BUILD_MEMORY_MB: Var<u32> = Var::new(
     "PGVECTOR_INDEX_BUILD_MEMORY_MB",
     range_u32(limits::INDEX_BUILD_MEMORY_MB),
-    "maintenance_work_mem (MiB) for index builds (bulk load)",
+    "the most maintenance_work_mem (MiB) a bulk load's index build may take; it asks for what the table's HNSW graph needs (rows x (vector + links)), within this cap",
     |s| Some(s.pgvector.index_build_memory_mb),
     |s, v| s.pgvector.index_build_memory_mb = v,
 );
