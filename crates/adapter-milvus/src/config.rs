@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use strum::{Display, EnumString, IntoStaticStr};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
-/// Default collection name (the seed's).
+/// Default collection name (the pgvector table's default, so both stores hold one name).
 pub const DEFAULT_COLLECTION: &str = "knowledge_chunks";
 
 /// Milvus's largest accepted `nlist` for IVF indexes.
@@ -191,7 +191,7 @@ pub fn bytes_per_row(dimension: Dimension) -> usize {
 /// |---|---|---|---|---|---|---|---|---|---|
 /// | recall@10 | 0.10 | 0.28 | 0.47 | 0.77 | 0.90 | 0.96 | 0.98 | 1.00 | 1.00 |
 ///
-/// (The seed's nlist 1024 / nprobe 16 gave 0.21.) 90% is the smallest round fraction with
+/// (The first settings, nlist 1024 / nprobe 16, gave 0.21.) 90% is the smallest round fraction with
 /// a margin over the 0.95 target. Search cost grows with the rows visited,
 /// `nprobe / nlist x rows`, so at 90% IVF_FLAT is close to a filtered brute-force scan:
 /// cheap at tens of thousands of rows (about 3 ms per query here), costly at millions. Real

@@ -297,11 +297,7 @@ impl VectorStoreGateway for MilvusStore {
                 score,
             });
         }
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(a.chunk_id.cmp(&b.chunk_id))
-        });
+        SearchHit::rank(&mut hits);
         hits.truncate(request.top_k.get() as usize);
         Ok(hits)
     }
@@ -338,7 +334,7 @@ impl VectorStoreGateway for MilvusStore {
         let mut problems = Vec::new();
         if !status.exists {
             problems.push(format!(
-                "collection {} does not exist (ensure_schema creates it)",
+                "collection {} does not exist (run `vectorgate init` to create it, or start the service once)",
                 status.name
             ));
         } else {
