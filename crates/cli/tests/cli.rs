@@ -120,7 +120,13 @@ fn health_with_both_stores_up() {
     }
     let fx = Fixture::new("cli_health_up", true);
     fx.load_pgvector(&records(50, 3));
-    fx.run("dual", &["backfill"]).success();
+    let backfill = fx.run("dual", &["backfill"]);
+    backfill.success();
+    // A backfill ends flushed, with the collection's index covering every row.
+    assert!(
+        backfill.stderr.contains("flushed and indexed"),
+        "{backfill:#?}"
+    );
     let run = fx.run("dual", &["health", "--json"]);
     run.success();
     let report = run.json();
@@ -129,6 +135,8 @@ fn health_with_both_stores_up() {
     let milvus = &stores[1];
     assert_eq!(milvus["store"], "milvus");
     assert_eq!(milvus["collection"]["exists"], true);
+    assert_eq!(milvus["collection"]["indexed_rows"], 50, "{report}");
+    assert_eq!(milvus["collection"]["row_count"], 50, "{report}");
     assert_eq!(milvus["collection"]["dimension"], DIM);
     assert!(milvus["server_version"].as_str().is_some());
     // The text form too.

@@ -58,4 +58,8 @@ pub struct CollectionStatus {
     /// Exact or estimated row count (see `row_count_estimated`).
     pub row_count: Option<u64>,
     pub row_count_estimated: bool,
+    /// Milvus only: rows its search reaches through the collection's index (sealed,
+    /// indexed segments); the rest are searched without it until their segment seals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_rows: Option<u64>,
 }

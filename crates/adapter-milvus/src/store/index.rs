@@ -10,6 +10,11 @@ use super::MilvusStore;
 use crate::config::Consistency;
 use crate::queries;
 
+/// Milvus 2.3 builds no index on a sealed segment smaller than this
+/// (`indexCoord.minSegmentNumRowsToEnableIndex`); it searches such a segment by brute force,
+/// which is exact, so its rows count as covered.
+const MIN_ROWS_TO_INDEX_SEGMENT: u64 = 1024;
+
 impl MilvusStore {
     /// Seals growing segments so that Milvus builds the collection's index on them (until
     /// then Milvus 2.3 searches new rows with its interim index or by brute force).
@@ -18,7 +23,8 @@ impl MilvusStore {
         self.inner.api.flush(self.collection()).await
     }
 
-    /// `(rows searched through the collection's index, rows in the collection)`.
+    /// `(rows searched through the collection's index, rows in the collection)`; rows of
+    /// sealed segments too small to be indexed count as covered (searched exactly).
     ///
     /// Milvus builds the index only on sealed segments; rows in growing segments (recent
     /// writes, until the segment fills up, idles or is flushed) and in sealed segments whose
@@ -30,7 +36,9 @@ impl MilvusStore {
         let segments = self.inner.api.loaded_segments(self.collection()).await?;
         let indexed = segments
             .iter()
-            .filter(|s| !s.growing && !s.index_name.is_empty())
+            .filter(|s| {
+                !s.growing && (!s.index_name.is_empty() || s.rows < MIN_ROWS_TO_INDEX_SEGMENT)
+            })
             .map(|s| s.rows)
             .sum();
         let total = self

@@ -323,7 +323,7 @@ impl VectorStoreGateway for MilvusStore {
                 return Ok(HealthStatus::single(health));
             }
         }
-        let status = match self.inner.schema.status().await {
+        let mut status = match self.inner.schema.status().await {
             Ok(status) => status,
             Err(err) => {
                 health.problem = Some(err.to_string());
@@ -352,6 +352,11 @@ impl VectorStoreGateway for MilvusStore {
             }
             if status.loaded != Some(true) {
                 problems.push("collection is not loaded (not searchable)".to_string());
+            } else {
+                let (indexed, total) = self.index_coverage().await?;
+                status.indexed_rows = Some(indexed);
+                status.row_count = Some(total);
+                status.row_count_estimated = false;
             }
         }
         if !problems.is_empty() {

@@ -242,6 +242,16 @@ fn print_text(report: &Report) {
                 };
                 lines.push(("rows", format!("{rows}{approx}")));
             }
+            if let (Some(indexed), Some(rows)) = (c.indexed_rows, c.row_count) {
+                // Rows of growing segments are searched without the index until they seal.
+                lines.push((
+                    "indexed",
+                    format!(
+                        "{indexed} of {rows} rows ({} not yet)",
+                        rows.saturating_sub(indexed)
+                    ),
+                ));
+            }
         }
         if let Some(problem) = &h.problem {
             lines.push(("problem", crate::one_line(problem)));

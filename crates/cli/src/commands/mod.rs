@@ -4,6 +4,7 @@ mod backfill;
 mod collection;
 mod health;
 mod import;
+mod indexing;
 mod init;
 mod reconcile;
 mod relay;
