@@ -25,23 +25,29 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
 /// talking to a plain-text server a "corrupt message".
 pub(super) fn tls_hint(uri: &str, cause: &str) -> &'static str {
     let cause = cause.to_ascii_lowercase();
+    let closed = ["connection reset", "broken pipe", "connection closed"]
+        .iter()
+        .any(|s| cause.contains(s));
     if uri.starts_with("https://") {
         if cause.contains("corrupt message") || cause.contains("invalidcontenttype") {
             return " (the server does not speak TLS: use an http:// MILVUS_URI?)";
         }
+        // With TLS 1.3 a server that wants a client certificate refuses its absence after
+        // the handshake: the client sees its alert, or only the connection closing.
+        if closed || cause.contains("badcertificate") || cause.contains("certificaterequired") {
+            return " (TLS connection closed by the server: does it require a client \
+                    certificate, MILVUS_TLS_CLIENT_CERT_FILE/MILVUS_TLS_CLIENT_KEY_FILE?)";
+        }
         return "";
     }
-    let broken = [
-        "connection reset",
-        "broken pipe",
+    let garbled = [
         "unexpected eof",
-        "connection closed",
         "frame with invalid size",
         "h2 protocol error",
     ]
     .iter()
     .any(|s| cause.contains(s));
-    if broken {
+    if closed || garbled {
         " (if the server requires TLS, use an https:// MILVUS_URI)"
     } else {
         ""
@@ -68,11 +74,14 @@ pub fn map_error(
                 ),
             )
         }
+        // `Unknown` with a source is tonic's wrapping of a transport failure (a broken
+        // pipe); a status the server sent has none.
         E::Grpc(status)
             if matches!(
                 status.code(),
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
-            ) =>
+            ) || (status.code() == Code::Unknown
+                && std::error::Error::source(status).is_some()) =>
         {
             // A transport failure keeps its cause (a TLS alert, a reset) as the status's
             // source; its message alone may say only "transport error".
@@ -123,6 +132,8 @@ mod tests {
                 .contains("http://")
         );
         assert_eq!(tls_hint(tls, "invalid peer certificate: UnknownIssuer"), "");
+        assert!(tls_hint(tls, "operation was canceled: connection closed")
+            .contains("MILVUS_TLS_CLIENT_CERT_FILE"));
     }
 
     #[test]
