@@ -187,7 +187,7 @@ impl<T: SettingValue> Variable for Var<T> {
         let present = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let mut raw = present(self.name).map(|v| (self.name.to_string(), v));
         if let Some((_, own)) = &raw {
-            if let Some(other) = self.conflicts.iter().find(|o| present(**o).is_some()) {
+            if let Some(other) = self.conflicts.iter().find(|o| present(o).is_some()) {
                 return Err(GatewayError::configuration(
                     format!("{}/{other}", self.name),
                     if self.secret { "***" } else { own.trim() },
