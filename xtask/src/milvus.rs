@@ -15,6 +15,7 @@
 
 use std::fs::{self, File};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,58 @@ impl MilvusPorts {
     }
 }
 
+/// Keys xtask sets in the `configs/milvus.yaml` the wrapper writes from its template under
+/// the data folder (each Milvus start rewrites it): only the ones the project needs, through
+/// the wrapper's own flags (`--<key>` for templated keys, `--extra-config a.b=v` for others).
+///
+/// `queryNode.segcore.interimIndex.enableIndex: false`: rows not yet flushed sit in growing
+/// segments, which 2.3 searches through an interim IVF index (nlist 128, nprobe 16; the
+/// search's own nprobe does not reach it): measured recall@10 0.23 on uniform data. Off,
+/// growing segments are searched exactly, so fresh rows are found (the project's
+/// `milvus.yaml` for docker-compose sets the same).
+pub const SERVER_EXTRA_CONFIG: &[(&str, &str)] =
+    &[("queryNode.segcore.interimIndex.enableIndex", "false")];
+
+/// TLS of the proxy's gRPC port (`common.security.tlsMode`, `tls.*` in milvus.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// 1: server TLS; 2: mutual TLS (clients must present a certificate of `ca_pem`).
+    pub mode: u8,
+    pub server_pem: PathBuf,
+    pub server_key: PathBuf,
+    pub ca_pem: PathBuf,
+}
+
+/// How a Milvus is configured beyond its ports: the shared servers use the default (plain
+/// text); a TLS test starts its own with `tls` set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub tls: Option<ServerTls>,
+}
+
+impl ServerSettings {
+    fn wrapper_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (key, value) in SERVER_EXTRA_CONFIG {
+            args.push("--extra-config".to_string());
+            args.push(format!("{key}={value}"));
+        }
+        if let Some(tls) = &self.tls {
+            args.extend([
+                "--tls-mode".to_string(),
+                tls.mode.to_string(),
+                "--server-pem-path".to_string(),
+                tls.server_pem.display().to_string(),
+                "--server-key-path".to_string(),
+                tls.server_key.display().to_string(),
+                "--ca-pem-path".to_string(),
+                tls.ca_pem.display().to_string(),
+            ]);
+        }
+        args
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MilvusState {
     /// The gRPC port clients use (MILVUS_PORT).
@@ -129,6 +182,16 @@ impl MilvusState {
 /// Starts the wrapper detached (own process group, output to a log file) and waits until
 /// it has started the server process. Readiness is [`wait_ready`]'s job.
 pub fn spawn(layout: &Layout, venv: &Venv, ports: &MilvusPorts) -> Result<MilvusState> {
+    spawn_with(layout, venv, ports, &ServerSettings::default())
+}
+
+/// [`spawn`] with settings of its own (a TLS test's server).
+pub fn spawn_with(
+    layout: &Layout,
+    venv: &Venv,
+    ports: &MilvusPorts,
+    settings: &ServerSettings,
+) -> Result<MilvusState> {
     fs::create_dir_all(&layout.milvus_dir)?;
     fs::write(&layout.milvus_etcd_config, ports.etcd_config())?;
     let log = File::create(&layout.milvus_wrapper_log)?;
@@ -136,6 +199,7 @@ pub fn spawn(layout: &Layout, venv: &Venv, ports: &MilvusPorts) -> Result<Milvus
     cmd.arg("--data")
         .arg(&layout.milvus_dir)
         .args(ports.wrapper_args())
+        .args(settings.wrapper_args())
         .env("ETCD_CONFIG_PATH", &layout.milvus_etcd_config)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -290,6 +354,31 @@ mod tests {
         assert!(config.contains("listen-client-urls: http://127.0.0.1:19538\n"));
         assert!(config.contains("listen-peer-urls: http://127.0.0.1:19539\n"));
         assert!(!config.contains(":2379") && !config.contains(":2380"));
+    }
+
+    #[test]
+    fn every_server_searches_growing_segments_exactly_and_tls_is_opt_in() {
+        let plain = ServerSettings::default().wrapper_args();
+        assert_eq!(
+            plain,
+            [
+                "--extra-config",
+                "queryNode.segcore.interimIndex.enableIndex=false"
+            ]
+        );
+        let tls = ServerSettings {
+            tls: Some(ServerTls {
+                mode: 2,
+                server_pem: "/p/server.pem".into(),
+                server_key: "/p/server.key".into(),
+                ca_pem: "/p/ca.pem".into(),
+            }),
+        }
+        .wrapper_args();
+        let at = tls.iter().position(|a| a == "--tls-mode").unwrap();
+        assert_eq!(tls[at + 1], "2");
+        let at = tls.iter().position(|a| a == "--ca-pem-path").unwrap();
+        assert_eq!(tls[at + 1], "/p/ca.pem");
     }
 
     #[test]

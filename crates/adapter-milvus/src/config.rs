@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use strum::{Display, EnumString, IntoStaticStr};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
+
+use crate::address::{MilvusTls, MilvusUri};
 
 /// Default collection name (the pgvector table's default, so both stores hold one name).
 pub const DEFAULT_COLLECTION: &str = "knowledge_chunks";
@@ -59,6 +61,10 @@ impl Consistency {
 pub struct MilvusConfig {
     pub host: String,
     pub port: u16,
+    /// Whether the connection is TLS (an `https://` `MILVUS_URI`).
+    pub use_tls: bool,
+    /// CA, server name and client identity of a TLS connection.
+    pub tls: MilvusTls,
     pub username: Option<String>,
     pub password: Option<SecretString>,
     /// `user:password` token (the v1 client of milvus-sdk-rust sends credentials only as a
@@ -101,6 +107,8 @@ impl MilvusConfig {
         Self {
             host: host.into(),
             port,
+            use_tls: false,
+            tls: MilvusTls::default(),
             username: None,
             password: None,
             token: None,
@@ -120,9 +128,36 @@ impl MilvusConfig {
         }
     }
 
-    /// `host:port`, as named in connection errors.
+    /// The server's URI (`http://host:port` or `https://host:port`), as named in
+    /// connection errors.
     pub fn endpoint(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        self.uri().to_string()
+    }
+
+    pub fn uri(&self) -> MilvusUri {
+        MilvusUri {
+            tls: self.use_tls,
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+
+    /// Points the configuration at `uri` (scheme, host and port).
+    pub fn set_uri(&mut self, uri: MilvusUri) {
+        self.use_tls = uri.tls;
+        self.host = uri.host;
+        self.port = uri.port;
+    }
+
+    /// Checks what can be checked without connecting: the TLS files (readable PEM, client
+    /// certificate and key together, none without TLS) and the token. Errors name the
+    /// variable to change.
+    pub fn validate_connection(&self) -> Result<(), GatewayError> {
+        self.tls.load(self.use_tls)?;
+        if let Some(token) = &self.token {
+            check_token(token.expose_secret())?;
+        }
+        Ok(())
     }
 
     /// The IVF_FLAT `nlist`: the configured one, else `4 * sqrt(expected_rows)` (Milvus's
@@ -162,6 +197,19 @@ impl MilvusConfig {
         let by_bytes = MAX_REQUEST_BYTES / bytes_per_row(self.dimension);
         self.batch_size.clamp(1, by_bytes.max(1))
     }
+}
+
+/// A token is sent as gRPC metadata: a line break or other control character would be
+/// refused by the transport (or cut the header), so it is refused here, without echoing it.
+pub fn check_token(token: &str) -> Result<(), GatewayError> {
+    if token.is_empty() || token.chars().any(|c| c.is_control()) {
+        return Err(GatewayError::configuration(
+            "MILVUS_TOKEN",
+            "***",
+            "one line without control characters (a line break inside the token?)",
+        ));
+    }
+    Ok(())
 }
 
 /// Budget of one write request. Milvus refuses requests over 64 MB (`proxy.grpc.
@@ -268,7 +316,29 @@ mod tests {
         let text = format!("{c:?}");
         assert!(!text.contains("hunter2-password") && !text.contains("token-secret"));
         assert!(text.contains("root"));
-        assert_eq!(c.endpoint(), "h:19530");
+        assert_eq!(c.endpoint(), "http://h:19530");
+    }
+
+    #[test]
+    fn tokens_with_a_line_break_are_refused_without_being_echoed() {
+        let mut c = config();
+        c.token = Some(SecretString::from("root:pass\nword".to_string()));
+        let err = c.validate_connection().unwrap_err().to_string();
+        assert!(
+            err.contains("MILVUS_TOKEN") && !err.contains("pass"),
+            "{err}"
+        );
+        c.token = Some(SecretString::from("root:password".to_string()));
+        c.validate_connection().unwrap();
+    }
+
+    #[test]
+    fn the_uri_names_scheme_host_and_port() {
+        let mut c = config();
+        c.set_uri(MilvusUri::parse("https://milvus.internal:443").unwrap());
+        assert!(c.use_tls);
+        assert_eq!(c.endpoint(), "https://milvus.internal:443");
+        assert_eq!((c.host.as_str(), c.port), ("milvus.internal", 443));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!
 //! Modules (private):
 //! - `config`: [`MilvusConfig`], [`Consistency`] and how index/search defaults are derived.
+//! - `address`: [`MilvusUri`] (`http://`/`https://` host and port) and [`MilvusTls`] (CA,
+//!   server name, client identity), their files read and checked before any connection.
 //! - `client`: our own small trait over exactly the SDK calls we make (`MilvusApi`) and its
 //!   milvus-sdk-rust implementation; `connect` (the lazy connection and credentials),
 //!   `error` (SDK errors as `GatewayError`), `fence` (read-your-deletes), `sdk` (the
@@ -33,22 +35,27 @@
 //!   (this, not nprobe, explains the first settings' 0.21), 1.000 after flush at the default
 //!   nprobe. Bulk writers should call [`MilvusStore::flush`] (or
 //!   [`MilvusStore::flush_and_wait_indexed`]) when done; flushing after every small write
-//!   makes many tiny segments, so the store does not flush on its own. Deployments that
-//!   need exact results on fresh rows can set
-//!   `queryNode.segcore.interimIndex.enableIndex: false` (growing segments then searched by
-//!   brute force).
+//!   makes many tiny segments, so the store does not flush on its own. The servers the
+//!   project starts set `queryNode.segcore.interimIndex.enableIndex: false` (growing
+//!   segments then searched by brute force, so fresh rows are found); other deployments
+//!   must set it themselves (README).
+//! - TLS: the v1 `Client` takes any `TryInto<tonic::transport::Endpoint>`, so `connect`
+//!   hands it an endpoint carrying the `ClientTlsConfig` (CA, server name, identity). Its
+//!   auth interceptor sends only `base64(user:password)`: API keys cannot be sent.
 //! - Replies over 4 MB are refused by tonic's default decoder (the SDK does not raise it):
 //!   queries that return vectors are sized to stay under 3 MB.
 //! - A loaded partition must be released before it is dropped.
 //! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
+mod address;
 mod client;
 mod config;
 mod queries;
 mod schema;
 mod store;
 
-pub use config::{Consistency, MilvusConfig, MAX_NLIST};
+pub use address::{MilvusTls, MilvusUri};
+pub use config::{check_token, Consistency, MilvusConfig, MAX_NLIST};
 pub use schema::{
     validate_collection_name, MilvusSchemaManager, COLLECTION_ACCEPTED, FIELD_CHUNK_ID,
     FIELD_EMBEDDING, FIELD_PROJECT_ID, FIELD_TENANT_ID,

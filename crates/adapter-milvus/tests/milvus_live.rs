@@ -442,7 +442,7 @@ async fn unreachable_server_names_host_and_port() {
     let err = store.ensure_schema().await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     assert!(
-        err.to_string().contains("cannot reach 127.0.0.1:9"),
+        err.to_string().contains("cannot reach http://127.0.0.1:9"),
         "{err}"
     );
     let health = store.health().await.unwrap();

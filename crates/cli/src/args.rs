@@ -37,6 +37,9 @@ pub struct GlobalOpts {
     /// PostgreSQL URL [overrides DATABASE_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
+    /// Milvus server, http://host:port or https://host:port [overrides MILVUS_URI]
+    #[arg(long, global = true, value_name = "URI")]
+    pub milvus_uri: Option<String>,
     /// Milvus host [overrides MILVUS_HOST]
     #[arg(long, global = true, value_name = "HOST")]
     pub milvus_host: Option<String>,
@@ -55,6 +58,7 @@ impl GlobalOpts {
             ("VECTOR_STORE_MODE", &self.mode),
             ("EMBEDDING_DIM", &self.dim),
             ("DATABASE_URL", &self.database_url),
+            ("MILVUS_URI", &self.milvus_uri),
             ("MILVUS_HOST", &self.milvus_host),
             ("MILVUS_PORT", &self.milvus_port),
         ]

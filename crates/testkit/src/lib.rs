@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod own_milvus;
+mod pki;
 
 pub use own_milvus::OwnMilvus;
+pub use pki::TestPki;
+pub use xtask::milvus::{ServerSettings, ServerTls};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xtask::layout::Layout;
-use xtask::milvus::{self, MilvusPorts, MilvusState};
+use xtask::milvus::{self, MilvusPorts, MilvusState, ServerSettings};
 
 use crate::{unique_name, workspace_root};
 
@@ -26,6 +26,7 @@ fn port_free(port: u16) -> bool {
 pub struct OwnMilvus {
     layout: Layout,
     ports: MilvusPorts,
+    settings: ServerSettings,
     state: Option<MilvusState>,
     killed_at: Option<Instant>,
 }
@@ -43,9 +44,16 @@ impl OwnMilvus {
         Self {
             layout: Layout::for_own_servers(&dir),
             ports: MilvusPorts::new(port).expect("a usable port block"),
+            settings: ServerSettings::default(),
             state: None,
             killed_at: None,
         }
+    }
+
+    /// Serves with these settings (e.g. TLS) from its next start.
+    pub fn with_settings(mut self, settings: ServerSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -70,7 +78,8 @@ impl OwnMilvus {
             if let Some(killed_at) = self.killed_at {
                 std::thread::sleep(SESSION_TTL_MARGIN.saturating_sub(killed_at.elapsed()));
             }
-            let result = milvus::spawn(&self.layout, &venv, &self.ports).and_then(|state| {
+            let spawned = milvus::spawn_with(&self.layout, &venv, &self.ports, &self.settings);
+            let result = spawned.and_then(|state| {
                 let ready = milvus::wait_ready(&self.layout, &state, Duration::from_secs(90));
                 self.state = Some(state);
                 ready

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use milvus::client::Client;
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use vectorgate_domain::GatewayError;
 
-use super::error::{error_chain, map_error};
+use super::error::{error_chain, map_error, tls_hint};
 use super::STORE;
 use crate::config::MilvusConfig;
 
@@ -107,25 +108,26 @@ impl LazyClient {
 }
 
 async fn connect(config: &MilvusConfig) -> Result<Client, GatewayError> {
-    let endpoint = config.endpoint();
+    let uri = config.endpoint();
     let (username, password) = credentials(config)?;
-    let url = format!("http://{endpoint}");
-    let attempt = Client::with_timeout(url, config.call_timeout, username, password);
+    let attempt = Client::with_timeout(endpoint(config)?, config.call_timeout, username, password);
     let mut client = match tokio::time::timeout(config.connect_timeout, attempt).await {
         Err(_) => {
             return Err(GatewayError::unavailable(
                 STORE,
                 format!(
-                    "cannot reach {endpoint}: no connection within {:?}",
+                    "cannot reach {uri}: no connection within {:?}",
                     config.connect_timeout
                 ),
             ))
         }
         Ok(Err(err)) => {
+            let cause = error_chain(&err);
             return Err(GatewayError::unavailable(
                 STORE,
-                format!("cannot reach {endpoint}: {}", error_chain(&err)),
-            ))
+                format!("cannot reach {uri}: {cause}{}", tls_hint(&uri, &cause)),
+            )
+            .with_source(err));
         }
         Ok(Ok(client)) => client,
     };
@@ -133,10 +135,42 @@ async fn connect(config: &MilvusConfig) -> Result<Client, GatewayError> {
         client
             .using_database(database.clone())
             .await
-            .map_err(|err| map_error("use database", &endpoint, err))?;
+            .map_err(|err| map_error("use database", &uri, err))?;
     }
-    tracing::info!(endpoint = %endpoint, "connected to Milvus");
+    tracing::info!(endpoint = %uri, "connected to Milvus");
     Ok(client)
+}
+
+/// The gRPC endpoint the SDK's client connects through: plain for `http://`; for
+/// `https://` TLS with the system roots, or only the CA of `MILVUS_TLS_CA_FILE`, the name
+/// checked overridden by `MILVUS_TLS_SERVER_NAME`, and a client identity for mutual TLS.
+fn endpoint(config: &MilvusConfig) -> Result<Endpoint, GatewayError> {
+    let uri = config.uri();
+    let endpoint = Endpoint::from_shared(uri.to_string())
+        .map_err(|e| GatewayError::configuration("MILVUS_URI", uri.to_string(), error_chain(&e)))?
+        .connect_timeout(config.connect_timeout);
+    if !uri.tls {
+        return Ok(endpoint);
+    }
+    let material = config.tls.load(true)?;
+    let mut tls = ClientTlsConfig::new();
+    tls = match material.ca_pem {
+        Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+        None => tls.with_native_roots(),
+    };
+    if let Some(name) = &config.tls.server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    if let Some((cert, key)) = material.identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    endpoint.tls_config(tls).map_err(|e| {
+        GatewayError::configuration(
+            "MILVUS_TLS_CA_FILE/MILVUS_TLS_CLIENT_CERT_FILE/MILVUS_TLS_CLIENT_KEY_FILE",
+            "(set)",
+            format!("PEM files rustls accepts ({})", error_chain(&e)),
+        )
+    })
 }
 
 /// The v1 client authenticates with a user/password pair only; a `user:password` token is
@@ -223,6 +257,22 @@ mod tests {
         assert_eq!(*lazy.get().await.unwrap(), 7);
         assert_eq!(*lazy.get().await.unwrap(), 7);
         assert_eq!(connects.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn https_endpoints_carry_the_tls_files() {
+        let dir = std::env::temp_dir().join(format!("vg-endpoint-{}", std::process::id()));
+        let pki = vectorgate_testkit::TestPki::generate(&dir, "endpoint");
+        let mut config = MilvusConfig::new("127.0.0.1", 1, Dimension::new(4).unwrap());
+        assert!(endpoint(&config).is_ok(), "plain text needs no TLS files");
+        config.use_tls = true;
+        config.tls.ca_file = Some(pki.ca_pem.clone());
+        config.tls.server_name = Some("localhost".into());
+        config.tls.client_cert_file = Some(pki.client_pem.clone());
+        config.tls.client_key_file = Some(pki.client_key.clone());
+        let built = endpoint(&config).unwrap();
+        assert!(built.uri().to_string().starts_with("https://127.0.0.1:1"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -20,6 +20,40 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     deepest
 }
 
+/// A few words after a failed connection when the cause alone does not say what to change:
+/// a plain-text client talking to a TLS server sees only a broken connection, a TLS client
+/// talking to a plain-text server a "corrupt message".
+pub(super) fn tls_hint(uri: &str, cause: &str) -> &'static str {
+    let cause = cause.to_ascii_lowercase();
+    let closed = ["connection reset", "broken pipe", "connection closed"]
+        .iter()
+        .any(|s| cause.contains(s));
+    if uri.starts_with("https://") {
+        if cause.contains("corrupt message") || cause.contains("invalidcontenttype") {
+            return " (the server does not speak TLS: use an http:// MILVUS_URI?)";
+        }
+        // With TLS 1.3 a server that wants a client certificate refuses its absence after
+        // the handshake: the client sees its alert, or only the connection closing.
+        if closed || cause.contains("badcertificate") || cause.contains("certificaterequired") {
+            return " (TLS connection closed by the server: does it require a client \
+                    certificate, MILVUS_TLS_CLIENT_CERT_FILE/MILVUS_TLS_CLIENT_KEY_FILE?)";
+        }
+        return "";
+    }
+    let garbled = [
+        "unexpected eof",
+        "frame with invalid size",
+        "h2 protocol error",
+    ]
+    .iter()
+    .any(|s| cause.contains(s));
+    if closed || garbled {
+        " (if the server requires TLS, use an https:// MILVUS_URI)"
+    } else {
+        ""
+    }
+}
+
 /// Maps an SDK error to the port's error: a transport failure or an unreachable/timed-out
 /// server becomes `Unavailable` naming host:port, anything else `Backend` naming the
 /// operation; the SDK error is kept as the source.
@@ -30,22 +64,40 @@ pub fn map_error(
 ) -> GatewayError {
     use milvus::error::Error as E;
     let mapped = match &err {
-        E::Communication(_) => GatewayError::unavailable(
-            STORE,
-            format!("cannot reach {endpoint}: {}", error_chain(&err)),
-        ),
+        E::Communication(_) => {
+            let cause = error_chain(&err);
+            GatewayError::unavailable(
+                STORE,
+                format!(
+                    "cannot reach {endpoint}: {cause}{}",
+                    tls_hint(endpoint, &cause)
+                ),
+            )
+        }
+        // `Unknown` with a source is tonic's wrapping of a transport failure (a broken
+        // pipe); a status the server sent has none.
         E::Grpc(status)
             if matches!(
                 status.code(),
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
-            ) =>
+            ) || (status.code() == Code::Unknown
+                && std::error::Error::source(status).is_some()) =>
         {
+            // A transport failure keeps its cause (a TLS alert, a reset) as the status's
+            // source; its message alone may say only "transport error".
+            let mut cause = status.message().to_string();
+            if let Some(source) = std::error::Error::source(status) {
+                let deepest = error_chain(source);
+                if !cause.contains(&deepest) {
+                    cause = format!("{cause}: {deepest}");
+                }
+            }
             GatewayError::unavailable(
                 STORE,
                 format!(
-                    "cannot reach {endpoint}: {operation}: {:?}: {}",
+                    "cannot reach {endpoint}: {operation}: {:?}: {cause}{}",
                     status.code(),
-                    status.message()
+                    tls_hint(endpoint, &cause)
                 ),
             )
         }
@@ -68,6 +120,21 @@ mod tests {
     use vectorgate_domain::StoreKind;
 
     use super::*;
+
+    #[test]
+    fn a_broken_plain_connection_suggests_tls_and_the_reverse() {
+        let plain = "http://h:1";
+        assert!(tls_hint(plain, "Connection reset by peer (os error 104)").contains("https://"));
+        assert_eq!(tls_hint(plain, "Connection refused (os error 111)"), "");
+        let tls = "https://h:1";
+        assert!(
+            tls_hint(tls, "received corrupt message of type InvalidContentType")
+                .contains("http://")
+        );
+        assert_eq!(tls_hint(tls, "invalid peer certificate: UnknownIssuer"), "");
+        assert!(tls_hint(tls, "operation was canceled: connection closed")
+            .contains("MILVUS_TLS_CLIENT_CERT_FILE"));
+    }
 
     #[test]
     fn sdk_errors_map_to_port_errors_naming_the_operation() {

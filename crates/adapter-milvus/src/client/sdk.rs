@@ -494,9 +494,12 @@ mod tests {
         match err {
             GatewayError::Unavailable { store, reason, .. } => {
                 assert_eq!(store, StoreKind::Milvus);
-                assert!(reason.starts_with("cannot reach 127.0.0.1:9: "), "{reason}");
                 assert!(
-                    reason.len() > "cannot reach 127.0.0.1:9: ".len(),
+                    reason.starts_with("cannot reach http://127.0.0.1:9: "),
+                    "{reason}"
+                );
+                assert!(
+                    reason.len() > "cannot reach http://127.0.0.1:9: ".len(),
                     "{reason}"
                 );
             }

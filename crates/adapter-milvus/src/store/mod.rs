@@ -64,7 +64,8 @@ impl std::fmt::Debug for MilvusStore {
 }
 
 impl MilvusStore {
-    /// A store over milvus-sdk-rust. Validates the settings; does no I/O.
+    /// A store over milvus-sdk-rust. Validates the settings (reading the TLS files); does
+    /// no network I/O.
     pub fn new(config: MilvusConfig) -> Result<Self, GatewayError> {
         let api = Arc::new(SdkMilvusApi::new(&config));
         Self::over(config, api)
@@ -82,6 +83,7 @@ impl MilvusStore {
 
     fn over(config: MilvusConfig, client: Arc<dyn MilvusApi>) -> Result<Self, GatewayError> {
         validate_collection_name(&config.collection)?;
+        config.validate_connection()?;
         if config.batch_size == 0 {
             return Err(GatewayError::configuration(
                 "MILVUS_BATCH_SIZE",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use vectorgate_adapter_milvus::Consistency;
+use vectorgate_adapter_milvus::{Consistency, MilvusUri};
 use vectorgate_adapter_pgvector::{DatabaseUrl, IndexKind, IndexPrecision};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
@@ -180,6 +180,15 @@ impl SettingValue for DatabaseUrl {
     }
     fn show(&self) -> String {
         self.redacted().to_string()
+    }
+}
+
+impl SettingValue for MilvusUri {
+    fn parse(raw: &str, _kind: &Kind) -> Result<Self, Rejected> {
+        MilvusUri::parse(raw).map_err(Rejected::Explained)
+    }
+    fn show(&self) -> String {
+        self.to_string()
     }
 }
 

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use vectorgate_adapter_milvus::{Consistency, MilvusConfig};
+use std::path::{Path, PathBuf};
+
+use vectorgate_adapter_milvus::{Consistency, MilvusConfig, MilvusUri};
 use vectorgate_adapter_pgvector::{
     limits, validate_identifier, DatabaseUrl, IndexKind, IndexPrecision, IDENTIFIER_ACCEPTED,
 };
@@ -32,7 +34,15 @@ fn collection_name(name: &str) -> bool {
 }
 
 fn user_password_token(token: &str) -> bool {
-    token.contains(':')
+    token.contains(':') && vectorgate_adapter_milvus::check_token(token).is_ok()
+}
+
+fn file_path(path: &str) -> bool {
+    !path.is_empty()
+}
+
+fn path_text(path: &Option<PathBuf>) -> Option<String> {
+    path.as_deref().map(Path::display).map(|p| p.to_string())
 }
 
 const fn range_u32(range: std::ops::RangeInclusive<u32>) -> Kind {
@@ -250,13 +260,24 @@ pub static UPSERT_BATCH_SIZE: Var<usize> = Var::new(
     },
 );
 
+pub static MILVUS_URI: Var<MilvusUri> = Var::new(
+    "MILVUS_URI",
+    Kind::Parsed {
+        accepted: MilvusUri::ACCEPTED,
+    },
+    "Milvus server; https:// connects with TLS",
+    |s| Some(s.milvus.uri()),
+    |s, v| s.milvus.set_uri(v),
+)
+.conflicts(&["MILVUS_HOST", "MILVUS_PORT"]);
+
 pub static MILVUS_HOST: Var<String> = Var::new(
     "MILVUS_HOST",
     Kind::Text {
         accepted: "a host name or IP address without scheme or port (set MILVUS_PORT)",
         check: host_name,
     },
-    "Milvus host",
+    "Milvus host (plain-text shorthand of MILVUS_URI)",
     |s| Some(s.milvus.host.clone()),
     |s, v| s.milvus.host = v,
 );
@@ -264,9 +285,55 @@ pub static MILVUS_HOST: Var<String> = Var::new(
 pub static MILVUS_PORT: Var<u16> = Var::new(
     "MILVUS_PORT",
     Kind::int(1, 65_535),
-    "Milvus gRPC port",
+    "Milvus gRPC port (shorthand of MILVUS_URI)",
     |s| Some(s.milvus.port),
     |s, v| s.milvus.port = v,
+);
+
+pub static MILVUS_TLS_CA_FILE: Var<String> = Var::new(
+    "MILVUS_TLS_CA_FILE",
+    Kind::Text {
+        accepted: "path of a PEM file of the CA(s) to trust (https:// only)",
+        check: file_path,
+    },
+    "private CA of the server's certificate, trusted instead of the system roots",
+    |s| path_text(&s.milvus.tls.ca_file),
+    |s, v| s.milvus.tls.ca_file = Some(v.into()),
+)
+.default_doc(DefaultDoc::Text("(system roots)"));
+
+pub static MILVUS_TLS_SERVER_NAME: Var<String> = Var::new(
+    "MILVUS_TLS_SERVER_NAME",
+    Kind::Text {
+        accepted: "a DNS name or IP address the server's certificate holds (https:// only)",
+        check: host_name,
+    },
+    "name checked against the server's certificate",
+    |s| s.milvus.tls.server_name.clone(),
+    |s, v| s.milvus.tls.server_name = Some(v),
+)
+.default_doc(DefaultDoc::Text("(the URI's host)"));
+
+pub static MILVUS_TLS_CLIENT_CERT_FILE: Var<String> = Var::new(
+    "MILVUS_TLS_CLIENT_CERT_FILE",
+    Kind::Text {
+        accepted: "path of a PEM certificate (with MILVUS_TLS_CLIENT_KEY_FILE; https:// only)",
+        check: file_path,
+    },
+    "client certificate for mutual TLS",
+    |s| path_text(&s.milvus.tls.client_cert_file),
+    |s, v| s.milvus.tls.client_cert_file = Some(v.into()),
+);
+
+pub static MILVUS_TLS_CLIENT_KEY_FILE: Var<String> = Var::new(
+    "MILVUS_TLS_CLIENT_KEY_FILE",
+    Kind::Text {
+        accepted: "path of the PEM private key of MILVUS_TLS_CLIENT_CERT_FILE",
+        check: file_path,
+    },
+    "client key for mutual TLS",
+    |s| path_text(&s.milvus.tls.client_key_file),
+    |s, v| s.milvus.tls.client_key_file = Some(v.into()),
 );
 
 pub static MILVUS_USERNAME: Var<String> = Var::new(
@@ -295,7 +362,7 @@ pub static MILVUS_PASSWORD: Var<SecretString> = Var::new(
 pub static MILVUS_TOKEN: Var<SecretString> = Var::new(
     "MILVUS_TOKEN",
     Kind::Text {
-        accepted: "user:password (the Milvus client sends credentials as a user/password pair)",
+        accepted: "user:password on one line (milvus-sdk-rust's v1 client sends credentials only as a user/password pair, so an API key without `:` cannot be sent)",
         check: user_password_token,
     },
     "Milvus token",
@@ -496,8 +563,13 @@ pub static VARIABLES: &[&dyn Variable] = &[
     &PGVECTOR_ACQUIRE_TIMEOUT_MS,
     &PGVECTOR_CONNECT_TIMEOUT_MS,
     &UPSERT_BATCH_SIZE,
+    &MILVUS_URI,
     &MILVUS_HOST,
     &MILVUS_PORT,
+    &MILVUS_TLS_CA_FILE,
+    &MILVUS_TLS_SERVER_NAME,
+    &MILVUS_TLS_CLIENT_CERT_FILE,
+    &MILVUS_TLS_CLIENT_KEY_FILE,
     &MILVUS_USERNAME,
     &MILVUS_PASSWORD,
     &MILVUS_TOKEN,

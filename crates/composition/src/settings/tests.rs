@@ -484,7 +484,7 @@ fn the_builder_checks_what_the_environment_parser_checks() {
         .set(&vars::DUAL_SHADOW_READ_RATE, 0.1)
         .build()
         .unwrap();
-    assert_eq!(s.milvus().endpoint(), "127.0.0.1:29530");
+    assert_eq!(s.milvus().endpoint(), "http://127.0.0.1:29530");
     assert_eq!(s.dual().read_from, ReadFrom::Milvus);
     let err = Settings::builder()
         .set(&vars::EMBEDDING_DIM, 8)

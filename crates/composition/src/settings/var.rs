@@ -29,6 +29,8 @@ pub struct Var<T: 'static> {
     default: DefaultDoc,
     secret: bool,
     alias: Option<&'static str>,
+    /// Variables that name the same thing another way: setting both is refused.
+    conflicts: &'static [&'static str],
     get: fn(&Settings) -> Option<T>,
     set: fn(&mut Settings, T),
 }
@@ -55,6 +57,7 @@ impl<T: SettingValue> Var<T> {
             default: DefaultDoc::FromDefaults,
             secret: false,
             alias: None,
+            conflicts: &[],
             get,
             set,
         }
@@ -75,6 +78,14 @@ impl<T: SettingValue> Var<T> {
     pub(crate) const fn note(self, note: &'static str) -> Self {
         Self {
             note: Some(note),
+            ..self
+        }
+    }
+
+    /// Refuses this variable together with any of `others` (another way to say the same).
+    pub(crate) const fn conflicts(self, others: &'static [&'static str]) -> Self {
+        Self {
+            conflicts: others,
             ..self
         }
     }
@@ -134,6 +145,9 @@ impl<T: SettingValue> Variable for Var<T> {
         if let Some(note) = self.note {
             text = format!("{text} ({note})");
         }
+        if !self.conflicts.is_empty() {
+            text = format!("{text} (not together with {})", self.conflicts.join(" or "));
+        }
         if self.secret {
             text.push_str("; secret, also read from the file named by ");
             text.push_str(self.name);
@@ -172,6 +186,19 @@ impl<T: SettingValue> Variable for Var<T> {
     ) -> Result<(), GatewayError> {
         let present = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let mut raw = present(self.name).map(|v| (self.name.to_string(), v));
+        if let Some((_, own)) = &raw {
+            if let Some(other) = self.conflicts.iter().find(|o| present(o).is_some()) {
+                return Err(GatewayError::configuration(
+                    format!("{}/{other}", self.name),
+                    if self.secret { "***" } else { own.trim() },
+                    format!(
+                        "either {} or {}, not both (both name the same thing)",
+                        self.name,
+                        self.conflicts.join("/")
+                    ),
+                ));
+            }
+        }
         if self.secret {
             let file_var = format!("{}_FILE", self.name);
             if let Some(path) = present(&file_var) {

@@ -1,0 +1,74 @@
+//! A throwaway certificate authority for TLS tests: a CA, a server certificate for
+//! `localhost`/`127.0.0.1` and a client certificate, written as PEM files into a folder.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// PEM files of one throwaway CA and the certificates it issued.
+#[derive(Debug, Clone)]
+pub struct TestPki {
+    pub ca_pem: PathBuf,
+    pub server_pem: PathBuf,
+    pub server_key: PathBuf,
+    pub client_pem: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Generates a CA named `name` and its certificates into `dir` (created if needed).
+    pub fn generate(dir: &Path, name: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("create the PKI folder");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+        let issue = |sans: Vec<String>, common_name: &str, usage: ExtendedKeyUsagePurpose| {
+            let mut params = CertificateParams::new(sans).unwrap();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+            params.extended_key_usages = vec![usage];
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = issue(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            "localhost",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_cert, client_key) = issue(
+            vec!["vectorgate-client".into()],
+            "vectorgate-client",
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        let write = |file: &str, text: &str| {
+            let path = dir.join(file);
+            std::fs::write(&path, text).expect("write a PEM file");
+            path
+        };
+        Self {
+            ca_pem: write("ca.pem", &ca.pem()),
+            server_pem: write("server.pem", &server_cert),
+            server_key: write("server.key", &server_key),
+            client_pem: write("client.pem", &client_cert),
+            client_key: write("client.key", &client_key),
+        }
+    }
+}
