@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod own_milvus;
+mod own_postgres;
+pub mod tls;
 
 pub use own_milvus::OwnMilvus;
+pub use own_postgres::OwnPostgres;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
