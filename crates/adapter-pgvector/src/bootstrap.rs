@@ -21,21 +21,24 @@ impl PgVectorStore {
         let config = &self.inner.config;
         let op = "bootstrap";
         let mut conn = self.acquire(op).await?;
-        let mut tx = conn.begin().await.map_err(self.err(op))?;
-        execute_ddl(&mut tx, DDL_LOCK).await.map_err(self.err(op))?;
+        let mut tx = conn.begin().await.map_err(self.err_long(op))?;
+        self.extend_deadline(&mut tx, op).await?;
+        execute_ddl(&mut tx, DDL_LOCK)
+            .await
+            .map_err(self.err_long(op))?;
         let installed: Option<String> =
             sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(self.err(op))?;
+                .map_err(self.err_long(op))?;
         if installed.is_none() {
             execute_ddl(&mut tx, "CREATE EXTENSION IF NOT EXISTS vector")
                 .await
-                .map_err(self.err(op))?;
+                .map_err(self.err_long(op))?;
         }
         let info = schema::inspect(&mut tx, &config.table)
             .await
-            .map_err(self.err(op))?;
+            .map_err(self.err_long(op))?;
         if info.exists {
             let problems = schema::mismatches(&info, config);
             if !problems.is_empty() {
@@ -55,18 +58,20 @@ impl PgVectorStore {
             }
         } else {
             for ddl in schema::create_table_sql(config) {
-                execute_ddl(&mut tx, &ddl).await.map_err(self.err(op))?;
+                execute_ddl(&mut tx, &ddl)
+                    .await
+                    .map_err(self.err_long(op))?;
             }
         }
         execute_ddl(&mut tx, &schema::create_scope_index_sql(&config.table))
             .await
-            .map_err(self.err(op))?;
+            .map_err(self.err_long(op))?;
         if info.vector_indexes.is_empty() {
             execute_ddl(&mut tx, &schema::create_vector_index_sql(config))
                 .await
-                .map_err(self.err(op))?;
+                .map_err(self.err_long(op))?;
         }
-        tx.commit().await.map_err(self.err(op))?;
+        tx.commit().await.map_err(self.err_long(op))?;
         tracing::debug!(table = %config.table, created = !info.exists, "bootstrap done");
         Ok(())
     }

@@ -58,18 +58,21 @@ impl PgVectorStore {
         let op = "bulk_load";
         let started = Instant::now();
         let mut conn = self.acquire(op).await?;
-        let mut tx = conn.begin().await.map_err(self.err(op))?;
+        let mut tx = conn.begin().await.map_err(self.err_long(op))?;
+        self.extend_deadline(&mut tx, op).await?;
         let mut rebuild = Vec::new();
         if build_index_after {
             let info = schema::inspect(&mut tx, &config.table)
                 .await
-                .map_err(self.err(op))?;
+                .map_err(self.err_long(op))?;
             if !info.exists {
                 return Err(self.missing_table());
             }
             for index in &info.vector_indexes {
                 let drop = format!("DROP INDEX {}", schema::quote_ident(&index.name));
-                execute_ddl(&mut tx, &drop).await.map_err(self.err(op))?;
+                execute_ddl(&mut tx, &drop)
+                    .await
+                    .map_err(self.err_long(op))?;
                 // The server's own definition rebuilds exactly what was there.
                 rebuild.push(index.definition.clone());
             }
@@ -87,13 +90,19 @@ impl PgVectorStore {
             for record in records {
                 copy::row(&mut buf, record);
                 if buf.len() >= COPY_CHUNK_BYTES {
-                    copy_in.send(buf.as_slice()).await.map_err(self.err(op))?;
+                    copy_in
+                        .send(buf.as_slice())
+                        .await
+                        .map_err(self.err_long(op))?;
                     buf.clear();
                 }
             }
             copy::trailer(&mut buf);
-            copy_in.send(buf.as_slice()).await.map_err(self.err(op))?;
-            copy_in.finish().await.map_err(self.err(op))?
+            copy_in
+                .send(buf.as_slice())
+                .await
+                .map_err(self.err_long(op))?;
+            copy_in.finish().await.map_err(self.err_long(op))?
         };
         let load = started.elapsed();
         let mut index_build = None;
@@ -108,7 +117,9 @@ impl PgVectorStore {
             // Only an integer computed from the validated settings goes into this SET:
             // SET cannot take bind parameters.
             let memory = format!("SET LOCAL maintenance_work_mem = '{memory_mb}MB'");
-            execute_ddl(&mut tx, &memory).await.map_err(self.err(op))?;
+            execute_ddl(&mut tx, &memory)
+                .await
+                .map_err(self.err_long(op))?;
             tracing::info!(
                 table_rows,
                 maintenance_work_mem_mb = memory_mb,
@@ -117,11 +128,11 @@ impl PgVectorStore {
             for definition in &rebuild {
                 execute_ddl(&mut tx, definition)
                     .await
-                    .map_err(self.err(op))?;
+                    .map_err(self.err_long(op))?;
             }
             index_build = Some(build_started.elapsed());
         }
-        tx.commit().await.map_err(self.err(op))?;
+        tx.commit().await.map_err(self.err_long(op))?;
         tracing::debug!(rows, ?load, ?index_build, "bulk load done");
         Ok(BulkLoadReport {
             rows,

@@ -34,6 +34,9 @@ pub mod limits {
     pub const SINGLE_PRECISION_INDEX_DIMENSIONS: u32 = 2_000;
     /// ...and `halfvec` expressions of at most 4,000.
     pub const HALF_PRECISION_INDEX_DIMENSIONS: u32 = 4_000;
+    /// Milliseconds; PostgreSQL's `statement_timeout` is an `int` of milliseconds, and 0
+    /// (no deadline) is not offered.
+    pub const STATEMENT_TIMEOUT_MS: RangeInclusive<u64> = 1..=i32::MAX as u64;
 }
 
 /// The approximate-nearest-neighbour index type on the `embedding` column.
@@ -142,6 +145,12 @@ pub struct PgVectorConfig {
     /// build asks for what its table needs within this cap ([`Self::index_build_memory_mb_for`]).
     /// An HNSW graph that does not fit is built far more slowly, and without parallel workers.
     pub index_build_memory_mb: u32,
+    /// PostgreSQL's `statement_timeout` for every statement the store runs (set when each
+    /// connection starts): a lock wait or a runaway statement ends as `Timeout`.
+    pub statement_timeout: Duration,
+    /// The larger deadline of bulk loads (COPY) and index builds (bootstrap), set with
+    /// `SET LOCAL` inside their transaction.
+    pub index_build_timeout: Duration,
 }
 
 /// The vector index as the SQL needs it: its type and `WITH (...)` parameters.
@@ -199,6 +208,8 @@ impl PgVectorConfig {
             acquire_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             index_build_memory_mb: 2048,
+            statement_timeout: Duration::from_secs(30),
+            index_build_timeout: Duration::from_secs(3600),
         }
     }
 
@@ -305,6 +316,8 @@ impl PgVectorConfig {
             self.index_build_memory_mb,
             limits::INDEX_BUILD_MEMORY_MB,
         )?;
+        within_millis("PGVECTOR_STATEMENT_TIMEOUT_MS", self.statement_timeout)?;
+        within_millis("PGVECTOR_INDEX_BUILD_TIMEOUT_MS", self.index_build_timeout)?;
         let concurrency = limits::UPSERT_CONCURRENCY;
         if !concurrency.contains(&self.upsert_concurrency)
             || self.upsert_concurrency > self.max_connections as usize
@@ -375,6 +388,20 @@ fn within<T: PartialOrd + fmt::Display>(
     }
 }
 
+fn within_millis(variable: &str, value: Duration) -> Result<(), GatewayError> {
+    let range = limits::STATEMENT_TIMEOUT_MS;
+    let millis = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+    if range.contains(&millis) {
+        Ok(())
+    } else {
+        Err(GatewayError::configuration(
+            variable,
+            millis.to_string(),
+            format!("milliseconds, an integer in {}", range_text(&range)),
+        ))
+    }
+}
+
 impl fmt::Debug for PgVectorConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgVectorConfig")
@@ -395,6 +422,8 @@ impl fmt::Debug for PgVectorConfig {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("index_build_memory_mb", &self.index_build_memory_mb)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("index_build_timeout", &self.index_build_timeout)
             .finish()
     }
 }

@@ -1,5 +1,7 @@
 //! The seam where sqlx errors become the port's errors.
 
+use std::time::Duration;
+
 use vectorgate_domain::{GatewayError, StoreKind};
 
 use crate::url::scrub_secret;
@@ -10,11 +12,21 @@ use crate::url::scrub_secret;
 pub(crate) struct Seam {
     endpoint: String,
     password: Option<String>,
+    /// The `statement_timeout` every connection starts with, reported by `Timeout`.
+    statement_timeout: Duration,
 }
 
 impl Seam {
-    pub(crate) fn new(endpoint: String, password: Option<String>) -> Self {
-        Self { endpoint, password }
+    pub(crate) fn new(
+        endpoint: String,
+        password: Option<String>,
+        statement_timeout: Duration,
+    ) -> Self {
+        Self {
+            endpoint,
+            password,
+            statement_timeout,
+        }
     }
 
     fn scrub(&self, text: String) -> String {
@@ -35,10 +47,26 @@ impl Seam {
     }
 
     /// Maps a sqlx error: "cannot serve us now" (connection, shutdown, auth, pool) becomes
-    /// `Unavailable` naming host:port, anything else `Backend` naming the operation; the
-    /// sqlx error is kept as the source.
+    /// `Unavailable` naming host:port, a statement cancelled by its deadline `Timeout`
+    /// naming the operation, anything else `Backend` naming the operation; the sqlx error
+    /// is kept as the source.
     pub(crate) fn map(&self, operation: &'static str, err: sqlx::Error) -> GatewayError {
+        self.map_within(operation, self.statement_timeout, err)
+    }
+
+    /// [`Self::map`] for a statement that ran under another deadline (`SET LOCAL
+    /// statement_timeout` of bulk loads and index builds).
+    pub(crate) fn map_within(
+        &self,
+        operation: &'static str,
+        deadline: Duration,
+        err: sqlx::Error,
+    ) -> GatewayError {
         let mapped = match &err {
+            // sqlx reports a failed TLS handshake (rustls) as an I/O error.
+            sqlx::Error::Io(e) if is_tls(e) => {
+                self.unavailable(operation, format!("TLS error: {}", tls_cause(e)))
+            }
             sqlx::Error::Io(e) => self.unavailable(operation, format!("I/O error: {e}")),
             sqlx::Error::Tls(e) => {
                 self.unavailable(operation, format!("TLS error: {}", tls_cause(e.as_ref())))
@@ -56,7 +84,9 @@ impl Seam {
             sqlx::Error::Database(db) => {
                 let code = db.code().map(|c| c.to_string()).unwrap_or_default();
                 let message = format!("{} (SQLSTATE {code})", db.message());
-                if is_unavailable_state(&code) {
+                if is_deadline_state(&code) {
+                    GatewayError::timeout(StoreKind::Pgvector, operation, deadline)
+                } else if is_unavailable_state(&code) {
                     self.unavailable(operation, message)
                 } else {
                     GatewayError::backend(StoreKind::Pgvector, operation, self.scrub(message))
@@ -98,6 +128,18 @@ fn is_unavailable_state(code: &str) -> bool {
         || code == "3D000"
 }
 
+/// A statement cancelled by `statement_timeout` (57014, query_canceled) or by a
+/// `lock_timeout` a URL's `options` may set (55P03, lock_not_available). The gateway runs
+/// no NOWAIT statement and cancels none of its own, so both mean a deadline ran out.
+fn is_deadline_state(code: &str) -> bool {
+    code == "57014" || code == "55P03"
+}
+
+fn is_tls(err: &std::io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+}
+
 /// The deepest readable cause of a TLS failure ("invalid peer certificate: UnknownIssuer"),
 /// on one line.
 fn tls_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -120,7 +162,7 @@ mod tests {
 
     #[test]
     fn io_errors_are_unavailable_with_host_port_and_the_sqlx_source() {
-        let seam = Seam::new("db:5432".into(), Some("pw".into()));
+        let seam = Seam::new("db:5432".into(), Some("pw".into()), Duration::from_secs(30));
         let err = seam.map(
             "search",
             sqlx::Error::Io(std::io::Error::new(
@@ -142,8 +184,34 @@ mod tests {
     }
 
     #[test]
+    fn rustls_errors_inside_io_errors_are_tls_errors_and_deadlines_are_timeouts() {
+        let seam = Seam::new("db:5432".into(), None, Duration::from_millis(1500));
+        let handshake = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let err = seam.map("connect", sqlx::Error::Io(handshake));
+        assert!(err.is_unavailable());
+        assert_eq!(
+            err.to_string(),
+            "pgvector unavailable: PostgreSQL at db:5432 during connect: TLS error: \
+             invalid peer certificate: UnknownIssuer"
+        );
+        let timeout =
+            GatewayError::timeout(StoreKind::Pgvector, "upsert", Duration::from_millis(1500));
+        assert_eq!(
+            timeout.to_string(),
+            "pgvector upsert timed out after 1500 ms"
+        );
+    }
+
+    #[test]
     fn messages_are_scrubbed_of_the_password() {
-        let seam = Seam::new("db:5432".into(), Some("hunter2".into()));
+        let seam = Seam::new(
+            "db:5432".into(),
+            Some("hunter2".into()),
+            Duration::from_secs(30),
+        );
         let err = seam.map(
             "connect",
             sqlx::Error::Configuration("bad option near hunter2".into()),

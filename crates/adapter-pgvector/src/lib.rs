@@ -41,4 +41,4 @@ pub use config::{
 pub use outbox::PgOutbox;
 pub use state::{BackfillJob, Checkpoint};
 pub use store::PgVectorStore;
-pub use url::{redact_url, DatabaseUrl};
+pub use url::{redact_url, url_has_password, DatabaseUrl};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use vectorgate_domain::{
     DeleteRequest, Dimension, GatewayError, HealthStatus, Metric, SearchHit, SearchRequest,
@@ -59,8 +59,12 @@ impl PgVectorStore {
                 "PgVectorStore::new must be called inside a Tokio runtime",
             ));
         }
-        let seam = Seam::new(url.endpoint().to_string(), url.password());
-        let options = url.connect_options().application_name("vectorgate");
+        let seam = Seam::new(
+            url.endpoint().to_string(),
+            url.password(),
+            config.statement_timeout,
+        );
+        let options = with_deadline(url.connect_options(), &config);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
@@ -82,18 +86,38 @@ impl PgVectorStore {
     }
 
     /// Options for a connection of its own, outside the pool (the relay's lock).
-    pub(crate) fn connect_options(&self) -> sqlx::postgres::PgConnectOptions {
-        self.inner
-            .config
-            .database_url
-            .as_ref()
-            .expect("checked in new()")
-            .connect_options()
-            .application_name("vectorgate")
+    pub(crate) fn connect_options(&self) -> PgConnectOptions {
+        let config = &self.inner.config;
+        let url = config.database_url.as_ref().expect("checked in new()");
+        with_deadline(url.connect_options(), config)
     }
 
     pub(crate) fn err(&self, operation: &'static str) -> impl Fn(sqlx::Error) -> GatewayError + '_ {
         move |e| self.inner.seam.map(operation, e)
+    }
+
+    /// Like `err` for statements under the bulk/index-build deadline.
+    pub(crate) fn err_long(
+        &self,
+        operation: &'static str,
+    ) -> impl Fn(sqlx::Error) -> GatewayError + '_ {
+        let deadline = self.inner.config.index_build_timeout;
+        move |e| self.inner.seam.map_within(operation, deadline, e)
+    }
+
+    /// Raises this transaction's deadline to `PGVECTOR_INDEX_BUILD_TIMEOUT_MS` (bulk loads
+    /// and index builds run far longer than any other statement).
+    pub(crate) async fn extend_deadline(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        operation: &'static str,
+    ) -> Result<(), GatewayError> {
+        // Only an integer from the validated settings goes into this SET: SET cannot take
+        // bind parameters.
+        let millis = self.inner.config.index_build_timeout.as_millis();
+        crate::bootstrap::execute_ddl(tx, &format!("SET LOCAL statement_timeout = {millis}"))
+            .await
+            .map_err(self.err(operation))
     }
 
     /// Like `err`, but a missing table (SQLSTATE 42P01) becomes a schema error that says
@@ -138,6 +162,16 @@ impl PgVectorStore {
         };
         result.map_err(self.err(operation))
     }
+}
+
+/// Every connection, pooled or not, starts with the statement deadline: sent as a startup
+/// option, it holds from the first statement and needs no extra round trip. Options the
+/// URL already names (`?options=...`) are kept.
+fn with_deadline(options: PgConnectOptions, config: &PgVectorConfig) -> PgConnectOptions {
+    options.application_name("vectorgate").options([(
+        "statement_timeout",
+        config.statement_timeout.as_millis().to_string(),
+    )])
 }
 
 #[async_trait]

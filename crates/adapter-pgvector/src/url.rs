@@ -147,6 +147,27 @@ pub fn redact_url(raw: &str) -> String {
     redact_params(&out)
 }
 
+/// Whether a connection string holds a password (in its user info or as a `password`
+/// parameter), whether or not it parses: the CLI warns when one is typed on its command
+/// line.
+pub fn url_has_password(raw: &str) -> bool {
+    let raw = raw.trim();
+    let in_userinfo = match raw.find("://").map(|i| i + 3) {
+        Some(start) => raw[start..]
+            .rfind('@')
+            .is_some_and(|at| raw[start..start + at].contains(':')),
+        None => false,
+    };
+    let in_params = raw.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            pair.split_once('=').is_some_and(|(key, value)| {
+                key.eq_ignore_ascii_case("password") && !value.is_empty()
+            })
+        })
+    });
+    in_userinfo || in_params
+}
+
 fn redact_params(text: &str) -> String {
     let Some(query_start) = text.find('?') else {
         return text.to_string();
@@ -259,6 +280,26 @@ mod tests {
                 "part of {password} leaked: {shown}"
             );
             assert!(!redact_url(&raw).contains("etPW"), "{}", redact_url(&raw));
+        }
+    }
+
+    #[test]
+    fn passwords_are_found_whether_or_not_the_url_parses() {
+        for with in [
+            "postgres://u:pw@h/db",
+            "postgres://u:S3cr/et?PW@h:5432/db",
+            "postgres://u@h/db?sslmode=require&password=x",
+            "not a url://u:p@h",
+        ] {
+            assert!(url_has_password(with), "{with}");
+        }
+        for without in [
+            "postgres://u@h/db",
+            "postgres://h:5432/db",
+            "postgres://u@h/db?password=",
+            "",
+        ] {
+            assert!(!url_has_password(without), "{without}");
         }
     }
 

@@ -26,7 +26,7 @@ pub struct Cli {
 }
 
 /// Flags that override the environment variable named in their help.
-#[derive(Debug, Args, Default, Clone)]
+#[derive(Args, Default, Clone)]
 pub struct GlobalOpts {
     /// Store mode: pgvector, milvus or dual [overrides VECTOR_STORE_MODE]
     #[arg(long, global = true, value_name = "MODE")]
@@ -49,6 +49,24 @@ pub struct GlobalOpts {
     /// Print the operation counters in Prometheus text format at the end
     #[arg(long, global = true)]
     pub metrics: bool,
+}
+
+/// Written by hand: `--database-url` may hold a password, shown only redacted.
+impl std::fmt::Debug for GlobalOpts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self
+            .database_url
+            .as_deref()
+            .map(vectorgate_adapter_pgvector::redact_url);
+        f.debug_struct("GlobalOpts")
+            .field("mode", &self.mode)
+            .field("dim", &self.dim)
+            .field("database_url", &url)
+            .field("milvus_host", &self.milvus_host)
+            .field("milvus_port", &self.milvus_port)
+            .field("metrics", &self.metrics)
+            .finish()
+    }
 }
 
 impl GlobalOpts {

@@ -19,6 +19,16 @@ pub struct Ctx {
 impl Ctx {
     /// Reads the process environment, then applies the flags (which win).
     pub fn load(global: &GlobalOpts) -> anyhow::Result<Self> {
+        if global
+            .database_url
+            .as_deref()
+            .is_some_and(vectorgate_adapter_pgvector::url_has_password)
+        {
+            eprintln!(
+                "warning: --database-url holds a password, which other users of this machine \
+                 can read in the process list; set DATABASE_URL or DATABASE_URL_FILE instead"
+            );
+        }
         let mut vars: Vec<(String, String)> = std::env::vars().collect();
         vars.extend(
             global

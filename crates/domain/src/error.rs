@@ -119,6 +119,7 @@ pub enum GatewayError {
         store: StoreKind,
         operation: &'static str,
         after: Duration,
+        source: Option<Cause>,
     },
 
     /// An existing table/collection differs from what the configuration expects.
@@ -171,6 +172,7 @@ impl fmt::Display for GatewayError {
                 store,
                 operation,
                 after,
+                ..
             } => write!(
                 f,
                 "{store} {operation} timed out after {} ms",
@@ -209,6 +211,10 @@ impl std::error::Error for GatewayError {
                 ..
             }
             | GatewayError::Backend {
+                source: Some(cause),
+                ..
+            }
+            | GatewayError::Timeout {
                 source: Some(cause),
                 ..
             } => Some(cause.get()),
@@ -256,6 +262,7 @@ impl GatewayError {
             store,
             operation,
             after,
+            source: None,
         }
     }
 
@@ -275,11 +282,12 @@ impl GatewayError {
         GatewayError::Misuse(message.into())
     }
 
-    /// Keeps `err` as the source of an `Unavailable` or `Backend` error (other variants
-    /// describe the caller's input or settings and have no driver error behind them).
+    /// Keeps `err` as the source of an `Unavailable`, `Timeout` or `Backend` error (other
+    /// variants describe the caller's input or settings and have no driver error behind them).
     pub fn with_source(mut self, err: impl std::error::Error + Send + Sync + 'static) -> Self {
-        if let GatewayError::Unavailable { source, .. } | GatewayError::Backend { source, .. } =
-            &mut self
+        if let GatewayError::Unavailable { source, .. }
+        | GatewayError::Timeout { source, .. }
+        | GatewayError::Backend { source, .. } = &mut self
         {
             *source = Some(Cause::new(err));
         }

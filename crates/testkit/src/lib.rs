@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod own_milvus;
+mod own_postgres;
 mod pki;
+pub mod tls;
 
 pub use own_milvus::OwnMilvus;
+pub use own_postgres::OwnPostgres;
 pub use pki::TestPki;
 pub use xtask::milvus::{ServerSettings, ServerTls};
 

@@ -74,6 +74,13 @@ impl Fixture {
         Run::from(cmd.output().expect("the vectorgate binary runs"), args)
     }
 
+    /// Writes `text` to a file of this test's own; returns its path.
+    pub fn dir_file(&self, file: &str, text: &str) -> String {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
     /// Writes records as JSON lines (the import format) and returns the path.
     pub fn jsonl(&self, file: &str, records: &[VectorRecord]) -> PathBuf {
         let path = self.dir.path().join(file);

@@ -40,10 +40,10 @@ pub mod vars {
         MILVUS_UPSERT_CONCURRENCY, MILVUS_URI, MILVUS_USERNAME, PGVECTOR_ACQUIRE_TIMEOUT_MS,
         PGVECTOR_CONNECT_TIMEOUT_MS, PGVECTOR_EXACT_SEARCH_MAX_ROWS, PGVECTOR_HNSW_EF_CONSTRUCTION,
         PGVECTOR_HNSW_EF_SEARCH, PGVECTOR_HNSW_M, PGVECTOR_INDEX, PGVECTOR_INDEX_BUILD_MEMORY_MB,
-        PGVECTOR_INDEX_PRECISION, PGVECTOR_IVFFLAT_LISTS, PGVECTOR_IVFFLAT_PROBES,
-        PGVECTOR_MAX_CONNECTIONS, PGVECTOR_MAX_SCAN_TUPLES, PGVECTOR_TABLE,
-        PGVECTOR_UPSERT_CONCURRENCY, SYNC_BATCH_SIZE, UPSERT_BATCH_SIZE, VARIABLES, VECTOR_METRIC,
-        VECTOR_STORE_MODE,
+        PGVECTOR_INDEX_BUILD_TIMEOUT_MS, PGVECTOR_INDEX_PRECISION, PGVECTOR_IVFFLAT_LISTS,
+        PGVECTOR_IVFFLAT_PROBES, PGVECTOR_MAX_CONNECTIONS, PGVECTOR_MAX_SCAN_TUPLES,
+        PGVECTOR_STATEMENT_TIMEOUT_MS, PGVECTOR_TABLE, PGVECTOR_UPSERT_CONCURRENCY,
+        SYNC_BATCH_SIZE, UPSERT_BATCH_SIZE, VARIABLES, VECTOR_METRIC, VECTOR_STORE_MODE,
     };
 }
 
@@ -213,6 +213,19 @@ impl Settings {
             self.pgvector.validate()?;
         }
         validate_identifier("DUAL_OUTBOX_TABLE", &self.dual.outbox_table)?;
+        // A dual write holds its ids for the lease; a statement allowed to outlive it would
+        // let the relay replay rows the write has not committed yet.
+        let statement_timeout = self.pgvector.statement_timeout;
+        if self.mode == VectorStoreMode::Dual && statement_timeout >= self.dual.intent_lease {
+            return Err(GatewayError::configuration(
+                "PGVECTOR_STATEMENT_TIMEOUT_MS",
+                statement_timeout.as_millis().to_string(),
+                format!(
+                    "milliseconds below DUAL_INTENT_LEASE_MS ({}) in dual mode",
+                    self.dual.intent_lease.as_millis()
+                ),
+            ));
+        }
         let milvus = &self.milvus;
         if self.mode.uses_milvus() {
             // The TLS files and the token, before any connection is attempted.

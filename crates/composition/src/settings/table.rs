@@ -249,6 +249,24 @@ pub static PGVECTOR_CONNECT_TIMEOUT_MS: Var<Duration> = Var::new(
     |s, v| s.pgvector.connect_timeout = v,
 );
 
+pub static PGVECTOR_STATEMENT_TIMEOUT_MS: Var<Duration> = Var::new(
+    "PGVECTOR_STATEMENT_TIMEOUT_MS",
+    MILLIS,
+    "statement_timeout of every statement (a lock wait, a runaway query); keep it well under DUAL_INTENT_LEASE_MS",
+    |s| Some(s.pgvector.statement_timeout),
+    |s, v| s.pgvector.statement_timeout = v,
+)
+.note("and <= 2147483647");
+
+pub static PGVECTOR_INDEX_BUILD_TIMEOUT_MS: Var<Duration> = Var::new(
+    "PGVECTOR_INDEX_BUILD_TIMEOUT_MS",
+    MILLIS,
+    "statement_timeout of bulk loads (COPY) and index builds (bootstrap, import)",
+    |s| Some(s.pgvector.index_build_timeout),
+    |s, v| s.pgvector.index_build_timeout = v,
+)
+.note("and <= 2147483647");
+
 pub static UPSERT_BATCH_SIZE: Var<usize> = Var::new(
     "UPSERT_BATCH_SIZE",
     range_usize(limits::BATCH_SIZE),
@@ -562,6 +580,8 @@ pub static VARIABLES: &[&dyn Variable] = &[
     &PGVECTOR_MAX_CONNECTIONS,
     &PGVECTOR_ACQUIRE_TIMEOUT_MS,
     &PGVECTOR_CONNECT_TIMEOUT_MS,
+    &PGVECTOR_STATEMENT_TIMEOUT_MS,
+    &PGVECTOR_INDEX_BUILD_TIMEOUT_MS,
     &UPSERT_BATCH_SIZE,
     &MILVUS_URI,
     &MILVUS_HOST,

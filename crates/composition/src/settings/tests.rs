@@ -600,3 +600,57 @@ fn tenant_moves_are_refused_unless_allowed() {
     .unwrap();
     assert!(s.pgvector().allow_tenant_move && s.milvus().allow_tenant_move);
 }
+
+#[test]
+fn statement_deadlines_are_read_bounded_and_kept_under_the_dual_lease() {
+    let base = [("EMBEDDING_DIM", "8"), ("DATABASE_URL", URL)];
+    let s = Settings::from_vars(env(&base)).unwrap();
+    assert_eq!(s.pgvector().statement_timeout, Duration::from_secs(30));
+    assert!(s.pgvector().statement_timeout < s.dual().intent_lease);
+    assert!(s.pgvector().index_build_timeout > s.pgvector().statement_timeout);
+
+    let with = |extra: &[(&str, &str)]| {
+        let mut vars = env(&base);
+        vars.extend(env(extra));
+        Settings::from_vars(vars)
+    };
+    let s = with(&[
+        ("PGVECTOR_STATEMENT_TIMEOUT_MS", "1500"),
+        ("PGVECTOR_INDEX_BUILD_TIMEOUT_MS", "600000"),
+    ])
+    .unwrap();
+    assert_eq!(s.pgvector().statement_timeout, Duration::from_millis(1500));
+    assert_eq!(s.pgvector().index_build_timeout, Duration::from_secs(600));
+
+    let refused = |extra: &[(&str, &str)], variable: &str| {
+        let err = with(extra).unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Configuration { variable: v, .. } if v == variable),
+            "{err}"
+        );
+        err.to_string()
+    };
+    refused(
+        &[("PGVECTOR_STATEMENT_TIMEOUT_MS", "0")],
+        "PGVECTOR_STATEMENT_TIMEOUT_MS",
+    );
+    refused(
+        &[("PGVECTOR_INDEX_BUILD_TIMEOUT_MS", "2147483648")],
+        "PGVECTOR_INDEX_BUILD_TIMEOUT_MS",
+    );
+    // Dual mode: a statement may not outlive the lease that reserves its ids.
+    let text = refused(
+        &[
+            ("VECTOR_STORE_MODE", "dual"),
+            ("PGVECTOR_STATEMENT_TIMEOUT_MS", "120000"),
+        ],
+        "PGVECTOR_STATEMENT_TIMEOUT_MS",
+    );
+    assert!(text.contains("DUAL_INTENT_LEASE_MS (120000)"), "{text}");
+    assert!(with(&[
+        ("VECTOR_STORE_MODE", "dual"),
+        ("PGVECTOR_STATEMENT_TIMEOUT_MS", "120000"),
+        ("DUAL_INTENT_LEASE_MS", "300000"),
+    ])
+    .is_ok());
+}
