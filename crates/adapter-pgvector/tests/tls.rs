@@ -6,7 +6,7 @@
 use sqlx::{Connection, PgConnection, Row};
 use vectorgate_adapter_pgvector::{PgVectorConfig, PgVectorStore};
 use vectorgate_domain::{Dimension, GatewayError, StoreKind, VectorStoreGateway};
-use vectorgate_testkit::tls::throwaway_ca;
+use vectorgate_testkit::TestPki;
 use vectorgate_testkit::{unique_name, OwnPostgres};
 
 const DIM: u32 = 3;
@@ -66,7 +66,7 @@ async fn tls_verify_full_round_trip_and_refusals() {
     // connects and runs its health queries over TLS. (This PostgreSQL has TLS but no
     // pgvector; see OwnPostgres::start_tls. Its health says so, which is the answer of a
     // round trip through the gateway.)
-    let url = verify_full(&server, "localhost", &files.ca);
+    let url = verify_full(&server, "localhost", &files.ca_pem);
     let gateway = store(&url);
     let health = gateway.health().await.unwrap();
     let report = &health.stores[0];
@@ -90,9 +90,9 @@ async fn tls_verify_full_round_trip_and_refusals() {
     plain.close().await.unwrap();
 
     // 2. Another CA: the server's certificate is not trusted.
-    let stranger = throwaway_ca(&server.dir().join("other-ca"), "another CA", &["localhost"]);
+    let stranger = TestPki::for_names(&server.dir().join("other-ca"), "another CA", &["localhost"]);
     refused(
-        &verify_full(&server, "localhost", &stranger.ca),
+        &verify_full(&server, "localhost", &stranger.ca_pem),
         &format!("localhost:{port}"),
         "UnknownIssuer",
     )
@@ -100,7 +100,7 @@ async fn tls_verify_full_round_trip_and_refusals() {
 
     // 3. The right CA, but reached as 127.0.0.1, a name the certificate does not hold.
     refused(
-        &verify_full(&server, "127.0.0.1", &files.ca),
+        &verify_full(&server, "127.0.0.1", &files.ca_pem),
         &format!("127.0.0.1:{port}"),
         "certificate not valid for name \"127.0.0.1\"",
     )

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 mod own_milvus;
 mod own_postgres;
 mod pki;
-pub mod tls;
 
 pub use own_milvus::OwnMilvus;
 pub use own_postgres::OwnPostgres;

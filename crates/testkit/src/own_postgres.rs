@@ -10,7 +10,7 @@ use xtask::layout::Layout;
 use xtask::postgres::{self, PgState};
 use xtask::process::{port_is_free, stop_pid};
 
-use crate::tls::{throwaway_ca, TlsFiles};
+use crate::pki::TestPki;
 use crate::{unique_name, workspace_root};
 
 /// Where a system PostgreSQL built with TLS may be, newest first.
@@ -76,7 +76,7 @@ impl OwnPostgres {
     /// PostgreSQL is built without TLS ("SSL is not supported by this build"), so this runs
     /// the system's PostgreSQL (Debian's `postgresql-15`, found under [`SYSTEM_PG_BINS`]),
     /// which has TLS but no pgvector: its database has no `vector` extension.
-    pub fn start_tls(&mut self, server_names: &[&str]) -> TlsFiles {
+    pub fn start_tls(&mut self, server_names: &[&str]) -> TestPki {
         let bin_dir = system_pg_bin_dir().unwrap_or_else(|| {
             panic!(
                 "no PostgreSQL with TLS: none of {SYSTEM_PG_BINS:?} holds initdb \
@@ -84,7 +84,7 @@ impl OwnPostgres {
             )
         });
         // Under pg_dir, which start_with() hands to the service user: the key must be its own.
-        let files = throwaway_ca(
+        let files = TestPki::for_names(
             &self.layout.pg_dir.join("tls"),
             "vectorgate test CA",
             server_names,
@@ -92,8 +92,8 @@ impl OwnPostgres {
         let venv = wheels().with_pg_bin_dir(&bin_dir);
         let settings = [
             ("ssl", "on".to_string()),
-            ("ssl_cert_file", files.cert.display().to_string()),
-            ("ssl_key_file", files.key.display().to_string()),
+            ("ssl_cert_file", files.server_pem.display().to_string()),
+            ("ssl_key_file", files.server_key.display().to_string()),
         ];
         let state = postgres::start_with(&self.layout, &venv, self.port, &settings)
             .unwrap_or_else(|e| panic!("test PostgreSQL on port {}: {e:#}", self.port));

@@ -1,6 +1,8 @@
-//! A throwaway certificate authority for TLS tests: a CA, a server certificate for
-//! `localhost`/`127.0.0.1` and a client certificate, written as PEM files into a folder.
+//! A throwaway certificate authority for TLS tests: a CA, a server certificate (for
+//! `localhost`/`127.0.0.1` unless other names are given) and a client certificate, written as
+//! PEM files into a folder.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -21,6 +23,12 @@ pub struct TestPki {
 impl TestPki {
     /// Generates a CA named `name` and its certificates into `dir` (created if needed).
     pub fn generate(dir: &Path, name: &str) -> Self {
+        Self::for_names(dir, name, &["localhost", "127.0.0.1"])
+    }
+
+    /// The same with a server certificate for `server_names` only (DNS names or IP
+    /// addresses), e.g. to see a client refuse a name the certificate does not hold.
+    pub fn for_names(dir: &Path, name: &str, server_names: &[&str]) -> Self {
         std::fs::create_dir_all(dir).expect("create the PKI folder");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -49,8 +57,8 @@ impl TestPki {
             (cert.pem(), key.serialize_pem())
         };
         let (server_cert, server_key) = issue(
-            vec!["localhost".into(), "127.0.0.1".into()],
-            "localhost",
+            server_names.iter().map(|n| n.to_string()).collect(),
+            server_names.first().copied().unwrap_or("server"),
             ExtendedKeyUsagePurpose::ServerAuth,
         );
         let (client_cert, client_key) = issue(
@@ -58,9 +66,12 @@ impl TestPki {
             "vectorgate-client",
             ExtendedKeyUsagePurpose::ClientAuth,
         );
+        // Mode 0600 for every file: PostgreSQL refuses a key that others can read.
         let write = |file: &str, text: &str| {
             let path = dir.join(file);
             std::fs::write(&path, text).expect("write a PEM file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("restrict a PEM file");
             path
         };
         Self {
