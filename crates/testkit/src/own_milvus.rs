@@ -79,10 +79,18 @@ impl OwnMilvus {
                 std::thread::sleep(SESSION_TTL_MARGIN.saturating_sub(killed_at.elapsed()));
             }
             let spawned = milvus::spawn_with(&self.layout, &venv, &self.ports, &self.settings);
+            let grpc = self.port();
             let result = spawned.and_then(|state| {
                 let ready = milvus::wait_ready(&self.layout, &state, Duration::from_secs(90));
                 self.state = Some(state);
-                ready
+                // The health port answering is not enough after a restart: a proxy that
+                // lost its session race dies afterwards, so its gRPC port must accept too.
+                ready.and_then(|()| {
+                    std::thread::sleep(Duration::from_secs(2));
+                    std::net::TcpStream::connect(("127.0.0.1", grpc))
+                        .map(drop)
+                        .map_err(|e| anyhow::anyhow!("gRPC port {grpc} refuses connections: {e}"))
+                })
             });
             match result {
                 Ok(()) => return,

@@ -469,6 +469,8 @@ mod tests {
         let mut config = config();
         config.batch_size = 2;
         config.upsert_concurrency = 1;
+        // Only the upserts are under test (the tenant check is tested against a real Milvus).
+        config.allow_tenant_move = true;
         let sent = Arc::new(Mutex::new(Vec::new()));
         let seen = sent.clone();
         let mut api = MockMilvusApi::new();
@@ -531,7 +533,9 @@ mod tests {
                 "IllegalArgument: x",
             ))
         });
-        let store = store(config(), api);
+        let mut config = config();
+        config.allow_tenant_move = true;
+        let store = store(config, api);
         let err = store.upsert_vectors(&[rec(1)]).await.unwrap_err();
         assert!(matches!(
             err,
