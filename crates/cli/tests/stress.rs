@@ -168,7 +168,7 @@ async fn everything_at_once_converges_to_identical_stores() {
         return;
     }
     let mut server = OwnMilvus::new(43_000);
-    tokio::task::block_in_place(|| server.start(3));
+    tokio::task::block_in_place(|| server.start(5));
     let names = Names {
         table: unique_name("stress"),
         outbox: unique_name("stress_outbox"),

@@ -117,8 +117,11 @@ impl OwnMilvus {
             .args(["-KILL", "--", &format!("-{}", state.wrapper_pid)])
             .status();
         self.killed_at = Some(Instant::now());
+        // Every port of the block, not only gRPC: a restart on a port still held by a dying
+        // coordinator exits at once.
+        let block = self.port() - 1..=self.port() + 9;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !port_free(self.port()) && Instant::now() < deadline {
+        while !block.clone().all(port_free) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
