@@ -218,27 +218,14 @@ pub fn ensure_plain_database(venv: &Venv, port: u16) -> Result<()> {
             "postgres",
             &format!("create database {DATABASE}"),
         )?;
+        println!("created database {DATABASE}");
     }
     Ok(())
 }
 
 /// Creates the database and the extension when missing; returns the pgvector version.
 pub fn ensure_database(venv: &Venv, port: u16) -> Result<String> {
-    let exists = psql(
-        venv,
-        port,
-        "postgres",
-        &format!("select 1 from pg_database where datname = '{DATABASE}'"),
-    )?;
-    if exists != "1" {
-        psql(
-            venv,
-            port,
-            "postgres",
-            &format!("create database {DATABASE}"),
-        )?;
-        println!("created database {DATABASE}");
-    }
+    ensure_plain_database(venv, port)?;
     psql(
         venv,
         port,
