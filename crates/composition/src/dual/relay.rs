@@ -341,9 +341,10 @@ impl Relay {
     }
 
     async fn lead(&self, mut lead: Box<dyn Leadership>, stop: &CancellationToken) {
-        if let Err(err) = self.outbox.reset_claims().await {
-            tracing::warn!(error = %err, "relay could not reset stale claims");
-        }
+        // Claims left by a previous leader, or by this one when an outbox statement failed
+        // mid-pass: nobody else claims while this relay leads, so clearing them is safe
+        // between passes, and without it those ids would be skipped for as long as it leads.
+        let mut stale_claims = true;
         let mut wakeups: Option<Box<dyn Wakeups>> = match self.outbox.subscribe().await {
             Ok(w) => Some(w),
             Err(err) => {
@@ -354,6 +355,12 @@ impl Relay {
         let mut backoff = self.backoff();
         let mut next_reconcile = Instant::now() + self.settings.reconcile_interval;
         loop {
+            if stale_claims {
+                match self.outbox.reset_claims().await {
+                    Ok(()) => stale_claims = false,
+                    Err(err) => tracing::warn!(error = %err, "relay could not reset stale claims"),
+                }
+            }
             let mut more = false;
             let delay = match self.drain(Some(DRAIN_BUDGET)).await {
                 Ok((_, left)) if !left => {
@@ -376,6 +383,7 @@ impl Relay {
                     wait
                 }
                 Err(err) => {
+                    stale_claims = true;
                     let wait = backoff.next();
                     tracing::warn!(error = %err, "relay: outbox unreachable; backing off");
                     wait

@@ -470,6 +470,39 @@ async fn the_relay_replays_on_its_own_once_milvus_is_back() {
     f.dual.close().await.unwrap();
 }
 
+/// The leader's outbox statement fails after Milvus took a batch (a statement deadline
+/// under load, seen in the stress test): the batch's claims must not stay behind, or the
+/// leader skips those ids for as long as it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_outbox_statement_does_not_strand_the_leaders_claims() {
+    let f = Fixture::new(background());
+    eventually("the relay leads", || f.outbox.try_lead_is_taken()).await;
+    let replay = f.milvus_gate.hold(Call::Put);
+    f.milvus_gate.fail(Call::Upsert, 1);
+    f.dual.upsert_vectors(&[rec(1, 1, 1, 0.1)]).await.unwrap();
+    replay.reached().await;
+    // Completing the claimed batch fails; the outbox comes back right after.
+    f.outbox.set_unavailable(true);
+    replay.release();
+    eventually("the relay's outbox call failed", || {
+        f.outbox.refused_calls() > 0
+    })
+    .await;
+    assert_eq!(
+        f.outbox.claimed(),
+        vec![c(1)],
+        "the failed pass left its claim"
+    );
+    f.outbox.set_unavailable(false);
+    f.dual.upsert_vectors(&[rec(2, 1, 1, 0.2)]).await.unwrap();
+    eventually(
+        "the relay replayed every id, the one it had claimed too",
+        || f.converged() && f.outbox.pending().is_empty(),
+    )
+    .await;
+    f.dual.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_relay_leads_and_a_standby_takes_over_when_it_closes() {
     let f = Fixture::new(background());
@@ -601,6 +634,11 @@ async fn interleaving_3_two_syncs_and_a_stale_replay() {
     f.dual.flush_background().await;
     let other = f.gateway(manual());
     let sync_b = tokio::spawn(async move { other.sync().await });
+    // B must find A leading; released earlier, A could finish before B even asks.
+    eventually("the second sync stands by", || {
+        f.outbox.lead_refusals() == 1
+    })
+    .await;
     stale.release();
     sync_a.await.unwrap().unwrap();
     let b = sync_b.await.unwrap().unwrap();

@@ -43,6 +43,8 @@ struct State {
     entries: BTreeMap<ChunkId, Entry>,
     unavailable: bool,
     led: bool,
+    lead_refusals: usize,
+    refused_calls: usize,
 }
 
 /// The outbox in memory. `store` is the pgvector side that `delete_scope` deletes from.
@@ -80,9 +82,30 @@ impl MemoryOutbox {
         self.state.lock().unwrap().entries.keys().copied().collect()
     }
 
+    /// The ids a relay has claimed, ascending.
+    pub fn claimed(&self) -> Vec<ChunkId> {
+        let state = self.state.lock().unwrap();
+        state
+            .entries
+            .iter()
+            .filter(|(_, e)| e.claimed.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Whether a relay leads now.
     pub fn try_lead_is_taken(&self) -> bool {
         self.state.lock().unwrap().led
+    }
+
+    /// How many calls failed because the outbox was unavailable.
+    pub fn refused_calls(&self) -> usize {
+        self.state.lock().unwrap().refused_calls
+    }
+
+    /// How often `try_lead` found another relay leading.
+    pub fn lead_refusals(&self) -> usize {
+        self.state.lock().unwrap().lead_refusals
     }
 
     /// Expires every lease (as if the lease time had passed).
@@ -94,8 +117,9 @@ impl MemoryOutbox {
     }
 
     fn guard(&self) -> Result<std::sync::MutexGuard<'_, State>, GatewayError> {
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
         if state.unavailable {
+            state.refused_calls += 1;
             return Err(GatewayError::unavailable(
                 StoreKind::Pgvector,
                 "outbox: connection refused (test)",
@@ -268,6 +292,7 @@ impl Outbox for MemoryOutbox {
     async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, GatewayError> {
         let mut state = self.guard()?;
         if state.led {
+            state.lead_refusals += 1;
             return Ok(None);
         }
         state.led = true;
