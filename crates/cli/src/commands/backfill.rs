@@ -83,7 +83,7 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
     }
     pg.complete_checkpoint(&job).await?;
     progress.finish();
-    super::indexing::flush_and_wait_indexed(&milvus, "backfill").await?;
+    super::indexing::flush_and_wait_indexed(&milvus, "backfill").await;
 
     let this_run = copied - copied_before;
     println!(
