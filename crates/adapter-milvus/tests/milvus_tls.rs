@@ -124,7 +124,7 @@ async fn tls_server_round_trip_and_each_refusal_names_the_uri_and_cause() {
     }
     let pki = Pki::new("vg_tls");
     let other_ca = Pki::new("vg_tls_other");
-    let server = tls_server(44_000, 1, &pki.files);
+    let server = tls_server(24_000, 1, &pki.files);
     let https = format!("https://127.0.0.1:{}", server.port());
 
     // The round trip over https:// trusting the throwaway CA; the name checked is the URI's
@@ -169,7 +169,7 @@ async fn mutual_tls_needs_the_client_certificate() {
         return;
     }
     let pki = Pki::new("vg_mtls");
-    let server = tls_server(44_600, 2, &pki.files);
+    let server = tls_server(24_600, 2, &pki.files);
     let https = format!("https://127.0.0.1:{}", server.port());
 
     let mut with_cert = client(&https, Some(&pki.files.ca_pem));

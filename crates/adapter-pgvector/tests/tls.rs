@@ -58,7 +58,7 @@ async fn refused(url: &str, endpoint: &str, cause: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_verify_full_round_trip_and_refusals() {
-    let mut server = OwnPostgres::new(55_700);
+    let mut server = OwnPostgres::new(25_700);
     let files = server.start_tls(&["localhost"]);
     let port = server.port();
 

@@ -48,10 +48,11 @@ fn settings(names: &Names, milvus_port: u16) -> Settings {
         .set(&vars::MILVUS_COLLECTION, &names.collection)
         .set(&vars::MILVUS_CONNECT_TIMEOUT_MS, 1000)
         .set(&vars::MILVUS_CALL_TIMEOUT_MS, 3000)
-        // Short leases, so that the killed writer's ids are taken over within the test.
-        .set(&vars::DUAL_INTENT_LEASE_MS, 4000)
+        // Short leases, so that the killed writer's ids are taken over within the test; the
+        // statement deadline below them still leaves room for lock waits on 2 busy cores.
+        .set(&vars::DUAL_INTENT_LEASE_MS, 8000)
         // Statements must end well within the lease (the settings refuse otherwise).
-        .set(&vars::PGVECTOR_STATEMENT_TIMEOUT_MS, 3000)
+        .set(&vars::PGVECTOR_STATEMENT_TIMEOUT_MS, 6000)
         .set(&vars::DUAL_RELAY_INTERVAL_MS, 200)
         .set(&vars::DUAL_RECONCILE_INTERVAL_MS, 0)
         .set(&vars::SYNC_BATCH_SIZE, 200)
@@ -167,7 +168,7 @@ async fn everything_at_once_converges_to_identical_stores() {
     if !milvus_tests_enabled("everything_at_once_converges_to_identical_stores") {
         return;
     }
-    let mut server = OwnMilvus::new(43_000);
+    let mut server = OwnMilvus::new(23_000);
     tokio::task::block_in_place(|| server.start(5));
     let names = Names {
         table: unique_name("stress"),
@@ -186,8 +187,8 @@ async fn everything_at_once_converges_to_identical_stores() {
         ("MILVUS_COLLECTION", names.collection.clone()),
         ("MILVUS_CONNECT_TIMEOUT_MS", "1000".into()),
         ("MILVUS_CALL_TIMEOUT_MS", "3000".into()),
-        ("DUAL_INTENT_LEASE_MS", "4000".into()),
-        ("PGVECTOR_STATEMENT_TIMEOUT_MS", "3000".into()),
+        ("DUAL_INTENT_LEASE_MS", "8000".into()),
+        ("PGVECTOR_STATEMENT_TIMEOUT_MS", "6000".into()),
         ("ALLOW_TENANT_MOVE", "true".into()),
     ];
     let vectorgate = |args: &[&str]| {

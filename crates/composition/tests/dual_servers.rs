@@ -344,7 +344,7 @@ async fn milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges() {
     if !milvus_tests_enabled("milvus_killed_mid_stream_dual_writes_succeed_and_sync_converges") {
         return;
     }
-    let mut server = OwnMilvus::new(42_000);
+    let mut server = OwnMilvus::new(22_000);
     let settings = builder(Metric::Ip, "127.0.0.1", server.port())
         .set(&vars::MILVUS_CALL_TIMEOUT_MS, 3000)
         .set(&vars::MILVUS_CONNECT_TIMEOUT_MS, 2000)

@@ -32,11 +32,10 @@ pub struct OwnMilvus {
 }
 
 impl OwnMilvus {
-    /// Picks a free block of ports at or above `from` (gRPC port P uses P-1..P+9).
+    /// Picks a free block of ports at or above `from` (gRPC port P uses P-1..P+9), outside
+    /// the ephemeral range.
     pub fn new(from: u16) -> Self {
-        let port = (from..60_000)
-            .step_by(20)
-            .find(|p| (p - 1..=p + 9).all(port_free))
+        let port = crate::ports::free_block(from, 20, (1, 9), port_free)
             .expect("no free block of 11 ports for a test Milvus");
         let dir = workspace_root()
             .join("target/test-milvus")

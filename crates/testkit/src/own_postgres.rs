@@ -44,8 +44,7 @@ pub struct OwnPostgres {
 impl OwnPostgres {
     /// Picks a free port at or above `from`; nothing is started yet.
     pub fn new(from: u16) -> Self {
-        let port = (from..60_000)
-            .find(|p| port_is_free(*p))
+        let port = crate::ports::free_block(from, 1, (0, 0), port_is_free)
             .expect("no free port for a test PostgreSQL");
         let dir = workspace_root()
             .join("target/test-pg")
