@@ -308,6 +308,15 @@ impl GatewayError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, GatewayError::Unavailable { .. })
     }
+
+    /// True when the same call may succeed later unchanged: the store was unreachable or
+    /// did not answer within its deadline (busy, restarting, waiting on a lock).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Unavailable { .. } | GatewayError::Timeout { .. }
+        )
+    }
 }
 
 #[cfg(test)]

@@ -99,9 +99,9 @@ pub async fn run(ctx: &Ctx, args: BackfillArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// Replays one page through the relay. While Milvus refuses it (down, restarting), waits
-/// with backoff and tries again: the ids stay in the outbox meanwhile, so nothing is lost
-/// if the wait runs out and the backfill is resumed later.
+/// Replays one page through the relay. While Milvus refuses it (down, restarting) or a
+/// store does not answer in time, waits with backoff and tries again: the ids stay in the
+/// outbox meanwhile, so nothing is lost if the wait runs out and the backfill is resumed.
 async fn replay_page(
     dual: &vectorgate_composition::DualGateway,
     ids: &[vectorgate_domain::ChunkId],
@@ -115,15 +115,17 @@ async fn replay_page(
             .with_jitter(),
     );
     loop {
-        let replayed = dual.replay(ids).await?;
-        if replayed.entries_failed == 0 {
-            return Ok(());
-        }
-        let error = replayed.errors.join("; ");
+        // A busy or restarting store only delays the page: its ids are safe in the outbox.
+        let error = match dual.replay(ids).await {
+            Ok(replayed) if replayed.entries_failed == 0 => return Ok(()),
+            Ok(replayed) => replayed.errors.join("; "),
+            Err(err) if err.is_transient() => err.to_string(),
+            Err(err) => return Err(err.into()),
+        };
         match waits.next() {
             Some(wait) => {
                 eprintln!(
-                    "backfill: Milvus refused the page after chunk_id {}: {}; retrying in {:.0} s",
+                    "backfill: the page after chunk_id {} was not replayed: {}; retrying in {:.0} s",
                     after.map_or_else(|| "(none)".to_string(), |c| c.to_string()),
                     crate::one_line(&error),
                     wait.as_secs_f64()
@@ -131,7 +133,7 @@ async fn replay_page(
                 tokio::time::sleep(wait).await;
             }
             None => anyhow::bail!(
-                "backfill stopped after chunk_id {}: Milvus refused the page: {} (its ids stay in \
+                "backfill stopped after chunk_id {}: the page was not replayed: {} (its ids stay in \
                  the outbox for the relay; rerun with --resume)",
                 after.map_or_else(|| "(none)".to_string(), |c| c.to_string()),
                 error

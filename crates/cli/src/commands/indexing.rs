@@ -80,7 +80,7 @@ where
             .with_max_times(8)
             .with_jitter(),
     )
-    .when(|err: &GatewayError| err.is_unavailable() || matches!(err, GatewayError::Timeout { .. }))
+    .when(GatewayError::is_transient)
     .notify(|err, wait| {
         eprintln!(
             "{command}: Milvus did not answer ({}); retrying in {:.0} s",
