@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 mod own_milvus;
 mod own_postgres;
 mod pki;
+mod ports;
 
 pub use own_milvus::OwnMilvus;
 pub use own_postgres::OwnPostgres;
@@ -184,6 +185,84 @@ pub fn generate_records(shape: DataShape, first_id: i64) -> Vec<VectorRecord> {
         .collect()
 }
 
+/// How generated vectors spread over the sphere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// Uniform: no structure for any ANN index to use, the worst case.
+    Uniform,
+    /// Gaussian clusters around [`CLUSTER_CENTRES`] random centres, as real embeddings
+    /// cluster; queries are taken near stored points.
+    Clustered,
+}
+
+/// Centres of [`DataKind::Clustered`] data.
+pub const CLUSTER_CENTRES: usize = 400;
+/// Spread of a clustered point around its centre, and of a query around the stored
+/// point it was taken near (the norm of the added noise, before normalising).
+const CLUSTER_SPREAD: f32 = 0.5;
+const QUERY_SPREAD: f32 = 0.2;
+
+/// A standard normal sample (Box-Muller), so that the noise has no preferred direction.
+fn gaussian(rng: &mut impl Rng) -> f32 {
+    let u1: f32 = rng.gen_range(f32::MIN_POSITIVE..1.0);
+    let u2: f32 = rng.gen_range(0.0..1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+/// `around` plus Gaussian noise of about norm `spread`, normalised.
+fn near(rng: &mut impl Rng, around: &[f32], spread: f32) -> Vec<f32> {
+    let sigma = spread / (around.len() as f32).sqrt();
+    let mut v: Vec<f32> = around.iter().map(|x| x + sigma * gaussian(rng)).collect();
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// [`generate_records`] for either kind of data (the same ids, tenants and projects).
+pub fn generate_records_of(kind: DataKind, shape: DataShape, first_id: i64) -> Vec<VectorRecord> {
+    let mut records = generate_records(shape, first_id);
+    if kind == DataKind::Clustered {
+        let mut rng = ChaCha8Rng::seed_from_u64(shape.seed ^ 0xc105_7e45);
+        let centres: Vec<Vec<f32>> = (0..CLUSTER_CENTRES)
+            .map(|_| unit_vector(&mut rng, shape.dim))
+            .collect();
+        for r in &mut records {
+            let centre = &centres[rng.gen_range(0..CLUSTER_CENTRES)];
+            r.embedding = Embedding::new(near(&mut rng, centre, CLUSTER_SPREAD)).unwrap();
+        }
+    }
+    records
+}
+
+/// [`generate_queries`] for either kind of data: clustered queries are taken near
+/// stored points of `records`, as a retrieval service's queries resemble its documents.
+pub fn generate_queries_of(
+    kind: DataKind,
+    records: &[VectorRecord],
+    count: usize,
+    dim: usize,
+    seed: u64,
+) -> Vec<Embedding> {
+    match kind {
+        DataKind::Uniform => generate_queries(count, dim, seed),
+        DataKind::Clustered => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e_a2c4);
+            (0..count)
+                .map(|_| {
+                    let stored = &records[rng.gen_range(0..records.len())];
+                    Embedding::new(near(&mut rng, stored.embedding.as_slice(), QUERY_SPREAD))
+                        .unwrap()
+                })
+                .collect()
+        }
+    }
+}
+
 /// Deterministic query vectors (a different stream from the records).
 pub fn generate_queries(count: usize, dim: usize, seed: u64) -> Vec<Embedding> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f9e_71ab);
@@ -225,4 +304,47 @@ pub fn recall(found: &[SearchHit], exact: &[SearchHit]) -> f64 {
         .filter(|e| found.iter().any(|f| f.chunk_id == e.chunk_id))
         .count();
     hit as f64 / exact.len() as f64
+}
+
+#[cfg(test)]
+mod data_tests {
+    use super::*;
+
+    /// The mean score of each query's best match: clustered queries have close neighbours,
+    /// uniform ones do not (which is what makes uniform data the worst case for an index).
+    fn mean_best_score(kind: DataKind) -> f32 {
+        let shape = DataShape {
+            rows: 2_000,
+            dim: 64,
+            tenants: 1,
+            projects_per_tenant: 1,
+            seed: 7,
+        };
+        let records = generate_records_of(kind, shape, 1);
+        let queries = generate_queries_of(kind, &records, 50, shape.dim, 7);
+        let scope = SearchScope::tenant(tenant(1));
+        let best: f32 = queries
+            .iter()
+            .map(|q| exact_top_k(&records, &scope, q.as_slice(), 1, Metric::Cosine)[0].score)
+            .sum();
+        best / queries.len() as f32
+    }
+
+    #[test]
+    fn clustered_queries_have_close_neighbours_and_uniform_ones_do_not() {
+        let clustered = mean_best_score(DataKind::Clustered);
+        let uniform = mean_best_score(DataKind::Uniform);
+        assert!(clustered > 0.9, "clustered best match {clustered}");
+        assert!(uniform < 0.6, "uniform best match {uniform}");
+        // Same ids, tenants and projects either way: only the vectors differ.
+        let shape = DataShape::default();
+        let (a, b) = (
+            generate_records_of(DataKind::Uniform, DataShape { rows: 50, ..shape }, 1),
+            generate_records_of(DataKind::Clustered, DataShape { rows: 50, ..shape }, 1),
+        );
+        assert!(a.iter().zip(&b).all(|(x, y)| x.chunk_id == y.chunk_id
+            && x.tenant_id == y.tenant_id
+            && x.project_id == y.project_id
+            && x.embedding != y.embedding));
+    }
 }

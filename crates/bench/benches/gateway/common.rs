@@ -13,7 +13,7 @@ use vectorgate_domain::{
     VectorStoreGateway,
 };
 use vectorgate_testkit::{
-    exact_top_k, generate_queries, generate_records, project, tenant, DataShape,
+    exact_top_k, generate_queries_of, generate_records_of, project, tenant, DataKind, DataShape,
 };
 
 /// `cargo bench -p vectorgate-bench --bench gateway -- --store pgvector [...]`
@@ -38,6 +38,10 @@ pub struct Args {
     pub k: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How the searched vectors spread: clustered like real embeddings (queries near stored
+    /// points), or uniform, the worst case for any vector index.
+    #[arg(long, value_enum, default_value_t = Data::Clustered)]
+    pub data: Data,
     /// Search-time effort override (pgvector: hnsw.ef_search); the store's default otherwise.
     #[arg(long)]
     pub ef_search: Option<u32>,
@@ -52,6 +56,10 @@ pub struct Args {
     /// Fill the search table by bulk load and measure searches only (for tuning).
     #[arg(long)]
     pub search_only: bool,
+    /// Milvus: measure search at each of these sizes (comma-separated), both data kinds,
+    /// with the default and the former nprobe, instead of the usual run ("milvus_scale").
+    #[arg(long, value_delimiter = ',')]
+    pub scale: Vec<usize>,
     /// Where the results object is merged.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -83,6 +91,22 @@ impl Store {
     }
 }
 
+/// `--data`: the search data set's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Data {
+    Clustered,
+    Uniform,
+}
+
+impl Data {
+    pub fn kind(self) -> DataKind {
+        match self {
+            Data::Clustered => DataKind::Clustered,
+            Data::Uniform => DataKind::Uniform,
+        }
+    }
+}
+
 impl Args {
     pub fn shape(&self) -> DataShape {
         DataShape {
@@ -110,6 +134,13 @@ impl Args {
         params.insert("queries".into(), json!(self.queries));
         params.insert("k".into(), json!(self.k));
         params.insert("seed".into(), json!(self.seed));
+        params.insert(
+            "data".into(),
+            json!(self
+                .data
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())),
+        );
         params.insert("metric".into(), json!(metric.as_str()));
         params
     }
@@ -131,13 +162,14 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Records from `testkit::generate_records`; queries spread over the tenants, every
+    /// Records of the `--data` kind from testkit; queries spread over the tenants, every
     /// other one restricted to a single project and the rest covering the whole tenant,
     /// each with its exact filtered top-k.
     pub fn generate(args: &Args, metric: Metric) -> anyhow::Result<Self> {
-        let records = generate_records(args.shape(), 1);
+        let kind = args.data.kind();
+        let records = generate_records_of(kind, args.shape(), 1);
         let k = TopK::new(args.k)?;
-        let queries = generate_queries(args.queries, args.dim, args.seed)
+        let queries = generate_queries_of(kind, &records, args.queries, args.dim, args.seed)
             .into_iter()
             .enumerate()
             .map(|(i, embedding)| {

@@ -1,0 +1,192 @@
+//! Milvus search as the collection grows: for each `--scale` size and both data kinds,
+//! rows are inserted with the SDK (the write path is measured elsewhere), flushed and
+//! indexed, then searched through the gateway with the adapter's default nprobe and with
+//! the former default (90% of the lists), 1 and 8 clients, recall against exact search.
+//! Written under `"milvus_scale"`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use vectorgate_adapter_milvus::{MilvusConfig, MilvusStore};
+use vectorgate_bench::baseline;
+use vectorgate_domain::{Dimension, SearchRequest, SearchScope, TopK, VectorStoreGateway};
+use vectorgate_testkit::{tenant, unique_name, ServicesEnv};
+
+use crate::common::{measure_search, print_table, Args, Data, Dataset, Figure};
+
+const INDEX_WAIT: Duration = Duration::from_secs(900);
+const RECALL_TARGET: f64 = 0.95;
+/// New defaults must search at least this many times faster than the former ones.
+const SPEED_UP_TARGET: f64 = 2.0;
+
+/// The nprobe the adapter used before: 90% of the lists, close to a filtered scan.
+fn former_nprobe(nlist: u32) -> u32 {
+    (nlist as u64 * 9).div_ceil(10).max(1) as u32
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<Value> {
+    let mut sizes = Vec::new();
+    let mut figures = Vec::new();
+    for &rows in &args.scale {
+        let mut kinds = Map::new();
+        for data in [Data::Clustered, Data::Uniform] {
+            let sized = Args {
+                rows,
+                data,
+                ..args.clone()
+            };
+            let (value, rows_figures) = measure_size(&sized).await?;
+            figures.extend(rows_figures);
+            kinds.insert(data_name(data), value);
+        }
+        sizes.push(json!({ "rows": rows, "data": kinds }));
+    }
+    print_table(
+        &format!(
+            "milvus search by size: dim {}, {} tenants x {} projects, {} queries, k={}",
+            args.dim, args.tenants, args.projects, args.queries, args.k
+        ),
+        &figures,
+    );
+    let env = ServicesEnv::load();
+    let metric = MilvusConfig::new(
+        env.milvus_host(),
+        env.milvus_port(),
+        Dimension::new(u32::try_from(args.dim)?)?,
+    )
+    .metric;
+    let mut params = args.params(metric);
+    params.remove("rows");
+    params.remove("data");
+    Ok(json!({ "sizes": sizes, "params": params }))
+}
+
+fn data_name(data: Data) -> String {
+    clap::ValueEnum::to_possible_value(&data)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// One size and data kind: load, index, then search with both nprobe settings.
+async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
+    let env = ServicesEnv::load();
+    let mut config = MilvusConfig::new(
+        env.milvus_host(),
+        env.milvus_port(),
+        Dimension::new(u32::try_from(args.dim)?)?,
+    );
+    config.expected_rows = args.rows as u64;
+    config.collection = unique_name("bench_milvus_scale");
+    let kind = data_name(args.data);
+    eprintln!(
+        "{} {kind} rows: generating data and exact answers...",
+        args.rows
+    );
+    let data = Dataset::generate(args, config.metric)?;
+    let store = MilvusStore::new(config.clone())?;
+    store.ensure_schema().await?;
+    let outcome = async {
+        eprintln!("{} {kind} rows: inserting with the SDK...", args.rows);
+        baseline::sdk_upsert(
+            &config,
+            &data.records,
+            config.batch_size,
+            config.upsert_concurrency,
+        )
+        .await?;
+        let t = Instant::now();
+        let (indexed, total) = store.flush_and_wait_indexed(INDEX_WAIT).await?;
+        let index_s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "{} {kind} rows: {indexed} of {total} indexed after {index_s:.1} s",
+            args.rows
+        );
+        let nlist = config.effective_nlist();
+        let new = search_with(args, &config, &data, config.effective_nprobe()).await?;
+        let old = search_with(args, &config, &data, former_nprobe(nlist)).await?;
+        let speed_up = new.0.qps / old.0.qps;
+        let speed_up_8 = new.1.qps / old.1.qps;
+        let label = format!("{} rows, {kind}", args.rows);
+        let mut figures = vec![
+            Figure::info(
+                &format!("{label}: q/s 1 / 8 clients, defaults (nprobe {})", new.2),
+                format!("{:.1} / {:.1}", new.0.qps, new.1.qps),
+            ),
+            Figure::info(
+                &format!("{label}: q/s 1 / 8 clients, former (nprobe {})", old.2),
+                format!("{:.1} / {:.1}", old.0.qps, old.1.qps),
+            ),
+            Figure::info(
+                &format!("{label}: recall@10 defaults / former"),
+                format!("{:.3} / {:.3}", new.0.recall, old.0.recall),
+            ),
+        ];
+        if args.data == Data::Clustered {
+            figures.push(Figure::target(
+                &format!("{label}: defaults vs former q/s (1 / 8 clients), recall"),
+                format!("{speed_up:.2} x / {speed_up_8:.2} x, {:.3}", new.0.recall),
+                format!(">= {SPEED_UP_TARGET} x at recall >= {RECALL_TARGET}"),
+                speed_up >= SPEED_UP_TARGET
+                    && speed_up_8 >= SPEED_UP_TARGET
+                    && new.0.recall >= RECALL_TARGET,
+            ));
+        }
+        let value = json!({
+            "rows": total,
+            "indexed_rows": indexed,
+            "flush_and_index_s": (index_s * 10.0).round() / 10.0,
+            "nlist": nlist,
+            "defaults": figures_json(&new),
+            "former_defaults": figures_json(&old),
+        });
+        anyhow::Ok((value, figures))
+    }
+    .await;
+    if let Err(e) = store.schema().drop_collection().await {
+        eprintln!("warning: could not drop {}: {e}", config.collection);
+    }
+    outcome
+}
+
+type Measured = (
+    crate::common::SearchFigures,
+    crate::common::SearchFigures,
+    u32,
+);
+
+/// Searches the loaded collection through a gateway sending `nprobe`.
+async fn search_with(
+    args: &Args,
+    config: &MilvusConfig,
+    data: &Dataset,
+    nprobe: u32,
+) -> anyhow::Result<Measured> {
+    let mut config = config.clone();
+    config.search_nprobe = Some(nprobe);
+    let gateway: Arc<dyn VectorStoreGateway> = Arc::new(MilvusStore::new(config)?);
+    let warm_up = SearchRequest::new(
+        SearchScope::tenant(tenant(1)),
+        data.any_embedding(),
+        TopK::new(args.k)?,
+    );
+    for _ in 0..20 {
+        gateway.search(&warm_up).await?;
+    }
+    let queries = Arc::new(data.queries.clone());
+    let one = measure_search(gateway.clone(), queries.clone(), 1).await?;
+    let eight = measure_search(gateway, queries, 8).await?;
+    Ok((one, eight, nprobe))
+}
+
+fn figures_json((one, eight, nprobe): &Measured) -> Value {
+    let r = |x: f64| (x * 1000.0).round() / 1000.0;
+    json!({
+        "nprobe": nprobe,
+        "search_qps": r(one.qps),
+        "search_qps_8_clients": r(eight.qps),
+        "recall_at_10": r(one.recall),
+        "search_p99_ms": r(one.p99_ms),
+        "search_p99_ms_8_clients": r(eight.p99_ms),
+    })
+}
