@@ -56,6 +56,23 @@ impl PgVectorStore {
         rows.iter().map(|r| decode_record(r, op)).collect()
     }
 
+    /// Up to `n` stored records picked at random, any tenant (`vectorgate recall` uses
+    /// them as queries: a store's recall is best judged on vectors like the ones it holds).
+    pub async fn sample(&self, n: usize) -> Result<Vec<VectorRecord>, GatewayError> {
+        let op = "sample";
+        let mut query = self.select("SELECT chunk_id, tenant_id, project_id, embedding FROM ");
+        query
+            .push(" ORDER BY random() LIMIT ")
+            .push_bind(i64::try_from(n).unwrap_or(i64::MAX));
+        let mut conn = self.acquire(op).await?;
+        let rows = query
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.map_table_error(op))?;
+        rows.iter().map(|r| decode_record(r, op)).collect()
+    }
+
     /// Exact number of rows matching `filter`.
     pub async fn count(&self, filter: ScanFilter) -> Result<u64, GatewayError> {
         let op = "count";

@@ -102,6 +102,9 @@ pub enum Command {
     Relay,
     /// k-nearest-neighbour search within a tenant (and projects) through the configured mode
     Search(SearchArgs),
+    /// Measure search recall@k on stored vectors: sampled rows as queries, each searched
+    /// within its tenant as configured and exactly; exits 1 below --min-recall
+    Recall(RecallArgs),
     /// Load records from a JSON-lines file through the gateway of the configured mode
     Import(ImportArgs),
     /// Drop or recreate the Milvus collection (the rollback for a corrupt schema)
@@ -201,6 +204,22 @@ pub struct SearchArgs {
     #[arg(long)]
     pub min_score: Option<f32>,
     /// Print the hits as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecallArgs {
+    /// Stored rows to use as queries, picked at random
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub samples: u32,
+    /// Hits compared per query
+    #[arg(short = 'k', long = "top-k", default_value_t = 10)]
+    pub k: u32,
+    /// Exit 1 when the mean recall is below this
+    #[arg(long, default_value_t = 0.95)]
+    pub min_recall: f64,
+    /// Print the figures as JSON
     #[arg(long)]
     pub json: bool,
 }

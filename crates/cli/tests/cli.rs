@@ -245,6 +245,86 @@ fn search_finds_a_chunk_by_its_own_vector_within_the_tenant() {
 }
 
 #[test]
+fn recall_compares_the_configured_search_with_exact_search_on_stored_rows() {
+    let fx = Fixture::new("cli_recall", false);
+    fx.load_pgvector(&records(400, 9));
+    // Scopes this small are searched exactly by default: nothing can be missed.
+    let run = fx.run(
+        "pgvector",
+        &["recall", "--samples", "25", "--min-recall", "1", "--json"],
+    );
+    run.success();
+    let report = run.json();
+    assert_eq!(report["store"], "pgvector");
+    assert_eq!(report["samples"], 25);
+    assert_eq!(report["mean_recall"], 1.0, "{report}");
+    assert_eq!(report["lowest_recall"], 1.0, "{report}");
+
+    // Through the HNSW index at the least effort: whatever it finds, the exit code says
+    // whether the mean met --min-recall, and the figures agree with each other.
+    let run = fx.run_with(
+        "pgvector",
+        &[
+            "recall",
+            "--samples",
+            "25",
+            "--min-recall",
+            "0.999",
+            "--json",
+        ],
+        &[
+            ("PGVECTOR_EXACT_SEARCH_MAX_ROWS", "0"),
+            ("PGVECTOR_HNSW_EF_SEARCH", "1"),
+        ],
+    );
+    let report = run.json();
+    let (mean, lowest) = (
+        report["mean_recall"].as_f64().unwrap(),
+        report["lowest_recall"].as_f64().unwrap(),
+    );
+    assert!(
+        (0.0..=1.0).contains(&lowest) && lowest <= mean && mean <= 1.0,
+        "{report}"
+    );
+    assert_eq!(report["ok"], mean >= 0.999, "{report}");
+    run.exit(if mean >= 0.999 { 0 } else { 1 });
+
+    // An empty store has nothing to sample: one error line saying so.
+    let empty = Fixture::new("cli_recall_empty", false);
+    empty.run("pgvector", &["init"]).success();
+    let run = empty.run("pgvector", &["recall"]);
+    run.exit(2);
+    assert!(run.error_line().contains("no rows to sample"), "{run:#?}");
+}
+
+#[test]
+fn recall_in_milvus_mode_is_exact_when_every_list_is_probed() {
+    if !milvus_tests_enabled("recall_in_milvus_mode_is_exact_when_every_list_is_probed") {
+        return;
+    }
+    let fx = Fixture::new("cli_recall_milvus", true);
+    // Every list probed: the IVF index searches exactly.
+    let exact = [("MILVUS_INDEX_NLIST", "16"), ("MILVUS_SEARCH_NPROBE", "16")];
+    let path = fx.jsonl("rows.jsonl", &records(300, 11));
+    fx.run_with(
+        "milvus",
+        &["import", "--file", path.to_str().unwrap()],
+        &exact,
+    )
+    .success();
+    let run = fx.run_with(
+        "milvus",
+        &["recall", "--samples", "20", "--min-recall", "1", "--json"],
+        &exact,
+    );
+    run.success();
+    let report = run.json();
+    assert_eq!(report["store"], "Milvus");
+    assert_eq!(report["samples"], 20);
+    assert_eq!(report["mean_recall"], 1.0, "{report}");
+}
+
+#[test]
 fn import_refuses_to_move_a_chunk_to_another_tenant_and_stores_nothing() {
     let fx = Fixture::new("cli_import_tenant", false);
     let rows = records(6, 8);
