@@ -77,8 +77,9 @@ pub async fn sdk_upsert(
 async fn connect(config: &MilvusConfig) -> anyhow::Result<Client> {
     let endpoint = config.endpoint();
     let (username, password) = credentials(config)?;
+    // `endpoint()` is the whole URI, scheme included (plain text: the benchmark's servers).
     let attempt = Client::with_timeout(
-        format!("http://{endpoint}"),
+        endpoint.clone(),
         config.call_timeout,
         username,
         password,
