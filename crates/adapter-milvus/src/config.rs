@@ -176,12 +176,12 @@ impl MilvusConfig {
     }
 
     /// The `nprobe` sent with every search: the configured one (capped at nlist), else
-    /// derived from nlist (90% of the lists, rounded up: `derive_nprobe`).
+    /// derived from nlist and the expected rows (`derive_nprobe`).
     pub fn effective_nprobe(&self) -> u32 {
         let nlist = self.effective_nlist();
         match self.search_nprobe {
             Some(nprobe) => nprobe.clamp(1, nlist),
-            None => derive_nprobe(nlist),
+            None => derive_nprobe(nlist, self.expected_rows),
         }
     }
 
@@ -226,28 +226,23 @@ pub fn bytes_per_row(dimension: Dimension) -> usize {
     dimension.as_usize() * 4 + 24
 }
 
-/// nprobe derived from nlist: 90% of the lists (rounded up), at least 1.
-///
-/// Why so many: a filtered IVF search visits `nprobe` lists and keeps only the rows that
-/// pass the filter, so a scope holding 1/12 of the data keeps 1/12 of what was visited; and
-/// when embeddings have little cluster structure, a query's true neighbours are spread over
-/// almost all lists, so recall tracks the fraction of lists probed. Measured on the
-/// benchmark's data (20,000 random unit vectors, 768-d, 12 tenant/project groups, filtered
-/// top-10, IVF_FLAT nlist 566 after flush, Milvus 2.3.5):
-///
-/// | nprobe / nlist | 16 (3%) | 64 (11%) | 128 (23%) | 283 (50%) | 400 (71%) | 453 (80%) | 481 (85%) | 510 (90%) | 566 (100%) |
-/// |---|---|---|---|---|---|---|---|---|---|
-/// | recall@10 | 0.10 | 0.28 | 0.47 | 0.77 | 0.90 | 0.96 | 0.98 | 1.00 | 1.00 |
-///
-/// (The first settings, nlist 1024 / nprobe 16, gave 0.21.) 90% is the smallest round fraction with
-/// a margin over the 0.95 target. Search cost grows with the rows visited,
-/// `nprobe / nlist x rows`, so at 90% IVF_FLAT is close to a filtered brute-force scan:
-/// cheap at tens of thousands of rows (about 3 ms per query here), costly at millions. Real
-/// text embeddings cluster far more than random vectors, so a much smaller nprobe usually
-/// keeps recall high there: measure recall on your own data (the benchmark prints it) and
-/// set `search_nprobe` (`MILVUS_NPROBE`) accordingly. `nprobe = nlist` is exact.
-pub fn derive_nprobe(nlist: u32) -> u32 {
-    (nlist as u64 * 9).div_ceil(10).max(1) as u32
+/// Vectors a default search compares, whatever the collection's size: nprobe is derived so
+/// that `nprobe x rows per list` stays near this (`docs/milvus-search.md` has the figures).
+pub const SEARCH_SCAN_BUDGET: u64 = 16_384;
+/// Fewest lists a default search probes.
+pub const MIN_DEFAULT_NPROBE: u32 = 16;
+
+/// nprobe derived from nlist and the expected rows: enough lists to compare about
+/// [`SEARCH_SCAN_BUDGET`] vectors (every list of a small collection, so it is searched
+/// exactly), at least [`MIN_DEFAULT_NPROBE`], at most nlist. The cost of a search then stays
+/// flat as the collection grows. Recall stays high on clustered data (real embeddings);
+/// uniform random vectors, which no index can organise, get much less.
+pub fn derive_nprobe(nlist: u32, expected_rows: u64) -> u32 {
+    let rows_per_list = (expected_rows / u64::from(nlist.max(1))).max(1);
+    let lists = SEARCH_SCAN_BUDGET.div_ceil(rows_per_list);
+    lists
+        .max(u64::from(MIN_DEFAULT_NPROBE))
+        .min(u64::from(nlist.max(1))) as u32
 }
 
 #[cfg(test)]
@@ -285,13 +280,32 @@ mod tests {
     }
 
     #[test]
-    fn nlist_follows_the_expected_size_and_nprobe_the_nlist() {
+    fn nlist_follows_the_expected_size_and_nprobe_a_flat_scan_budget() {
         let mut c = config();
         c.expected_rows = 20_000;
         assert_eq!(c.effective_nlist(), 566);
-        assert_eq!(c.effective_nprobe(), 510, "90% of the lists");
-        assert_eq!(derive_nprobe(1), 1);
-        assert_eq!(derive_nprobe(16), 15);
+        assert_eq!(
+            c.effective_nprobe(),
+            469,
+            "16,384 of 20,000 vectors compared"
+        );
+        c.expected_rows = 240_000;
+        assert_eq!(c.effective_nlist(), 1_960);
+        assert_eq!(
+            c.effective_nprobe(),
+            135,
+            "16,384 of 240,000 vectors compared"
+        );
+        c.expected_rows = 10_000;
+        assert_eq!(
+            c.effective_nprobe(),
+            c.effective_nlist(),
+            "small: searched exactly"
+        );
+        c.expected_rows = 10_000_000;
+        assert_eq!(c.effective_nprobe(), 21, "the work stays flat as rows grow");
+        assert_eq!(derive_nprobe(1, 10), 1, "never more than nlist");
+        assert_eq!(derive_nprobe(65_536, 1 << 40), 16, "never fewer than 16");
         c.expected_rows = 10;
         assert_eq!(
             c.effective_nlist(),

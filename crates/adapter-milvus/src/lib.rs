@@ -32,8 +32,8 @@
 //!   `queryNode.segcore.interimIndex.{nlist=128,nprobe=16}`; the search's nprobe does not
 //!   reach it) until the segment seals (size, idle time, or [`MilvusStore::flush`]).
 //!   Measured on the benchmark's data: recall@10 0.198 before flush whatever our nprobe
-//!   (this, not nprobe, explains the first settings' 0.21), 1.000 after flush at the default
-//!   nprobe. Bulk writers should call [`MilvusStore::flush`] (or
+//!   (this, not nprobe, explains the first settings' 0.21), 1.000 after flush at the
+//!   nprobe then used (90% of the lists). Bulk writers should call [`MilvusStore::flush`] (or
 //!   [`MilvusStore::flush_and_wait_indexed`]) when done; flushing after every small write
 //!   makes many tiny segments, so the store does not flush on its own. The servers the
 //!   project starts set `queryNode.segcore.interimIndex.enableIndex: false` (growing

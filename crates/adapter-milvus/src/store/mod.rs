@@ -448,9 +448,7 @@ mod tests {
     async fn min_score_drops_weaker_hits_and_ip_scores_pass_through() {
         let mut api = MockMilvusApi::new();
         api.expect_search()
-            .withf(|call| {
-                call.metric == Metric::Ip && call.nprobe == crate::config::derive_nprobe(64)
-            })
+            .withf(|call| call.metric == Metric::Ip && call.nprobe == config().effective_nprobe())
             .returning(|_| Ok(vec![hit(1, 0.9, 2), hit(2, 0.5, 2), hit(3, 0.7, 2)]));
         let store = store(config(), api);
         let request = SearchRequest::new(

@@ -429,7 +429,9 @@ pub static MILVUS_SEARCH_NPROBE: Var<u32> = Var::new(
     |s, v| s.milvus.search_nprobe = Some(v),
 )
 .note("and <= MILVUS_INDEX_NLIST")
-.default_doc(DefaultDoc::Text("90% of nlist"));
+.default_doc(DefaultDoc::Text(
+    "enough lists to compare ~16,384 vectors (16 to nlist)",
+));
 
 pub static MILVUS_EXPECTED_ROWS: Var<u64> = Var::new(
     "MILVUS_EXPECTED_ROWS",
