@@ -78,12 +78,7 @@ async fn connect(config: &MilvusConfig) -> anyhow::Result<Client> {
     let endpoint = config.endpoint();
     let (username, password) = credentials(config)?;
     // `endpoint()` is the whole URI, scheme included (plain text: the benchmark's servers).
-    let attempt = Client::with_timeout(
-        endpoint.clone(),
-        config.call_timeout,
-        username,
-        password,
-    );
+    let attempt = Client::with_timeout(endpoint.clone(), config.call_timeout, username, password);
     let mut client = tokio::time::timeout(config.connect_timeout, attempt)
         .await
         .with_context(|| {

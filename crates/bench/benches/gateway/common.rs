@@ -53,13 +53,17 @@ pub struct Args {
     /// ef_search values (comma-separated), one client, per scope kind, under "ef_sweep".
     #[arg(long, value_delimiter = ',')]
     pub ef_sweep: Vec<u32>,
-    /// Fill the search table by bulk load and measure searches only (for tuning).
+    /// Measure searches only: pgvector fills its table by bulk load; Milvus inserts with the
+    /// SDK and runs the --scale measurement at --rows.
     #[arg(long)]
     pub search_only: bool,
     /// Milvus: measure search at each of these sizes (comma-separated), both data kinds,
     /// with the default and the former nprobe, instead of the usual run ("milvus_scale").
     #[arg(long, value_delimiter = ',')]
     pub scale: Vec<usize>,
+    /// With --scale: also search at these nprobe values (1 client), under "nprobe_sweep".
+    #[arg(long, value_delimiter = ',')]
+    pub nprobe_sweep: Vec<u32>,
     /// Where the results object is merged.
     #[arg(long)]
     pub out: Option<PathBuf>,

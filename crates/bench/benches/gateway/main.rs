@@ -39,12 +39,13 @@ fn main() -> anyhow::Result<()> {
     // Each store's results are merged as soon as it is measured, so that a later store's
     // failure does not lose the earlier figures.
     for store in stores {
-        let (value, name) = if store == Store::Milvus && !args.scale.is_empty() {
-            let value = runtime.block_on(milvus_scale::run(&args))?;
-            (value, "milvus_scale".to_string())
-        } else {
-            (runtime.block_on(run_store(store, &args))?, store.name())
-        };
+        let (value, name) =
+            if store == Store::Milvus && (args.search_only || !args.scale.is_empty()) {
+                let value = runtime.block_on(milvus_scale::run(&args))?;
+                (value, "milvus_scale".to_string())
+            } else {
+                (runtime.block_on(run_store(store, &args))?, store.name())
+            };
         common::merge_results(&path, &name, value)?;
         println!("results merged into {} under {name:?}", path.display());
     }

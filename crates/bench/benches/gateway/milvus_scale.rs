@@ -1,7 +1,8 @@
-//! Milvus search as the collection grows: for each `--scale` size and both data kinds,
-//! rows are inserted with the SDK (the write path is measured elsewhere), flushed and
-//! indexed, then searched through the gateway with the adapter's default nprobe and with
-//! the former default (90% of the lists), 1 and 8 clients, recall against exact search.
+//! Milvus search as the collection grows (`--scale`, or `--search-only` at `--rows`): for
+//! each size and both data kinds, rows are inserted with the SDK (the write path is
+//! measured elsewhere), flushed and indexed, then searched through the gateway with the
+//! adapter's default nprobe and with the former default (90% of the lists), 1 and 8
+//! clients, recall against exact search; the best of alternating rounds.
 //! Written under `"milvus_scale"`.
 
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use vectorgate_testkit::{tenant, unique_name, ServicesEnv};
 use crate::common::{measure_search, print_table, Args, Data, Dataset, Figure};
 
 const INDEX_WAIT: Duration = Duration::from_secs(900);
+/// Pause between the index build and the first timed search.
+const SETTLE: Duration = Duration::from_secs(30);
+/// Alternating rounds of the two nprobe settings; each one's best round is reported.
+const ROUNDS: usize = 2;
 const RECALL_TARGET: f64 = 0.95;
 /// New defaults must search at least this many times faster than the former ones.
 const SPEED_UP_TARGET: f64 = 2.0;
@@ -28,7 +33,13 @@ fn former_nprobe(nlist: u32) -> u32 {
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let mut sizes = Vec::new();
     let mut figures = Vec::new();
-    for &rows in &args.scale {
+    // `--search-only` alone measures the one size `--rows`.
+    let scale = if args.scale.is_empty() {
+        vec![args.rows]
+    } else {
+        args.scale.clone()
+    };
+    for &rows in &scale {
         let mut kinds = Map::new();
         for data in [Data::Clustered, Data::Uniform] {
             let sized = Args {
@@ -103,8 +114,31 @@ async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
             args.rows
         );
         let nlist = config.effective_nlist();
-        let new = search_with(args, &config, &data, config.effective_nprobe()).await?;
-        let old = search_with(args, &config, &data, former_nprobe(nlist)).await?;
+        // Right after its index build Milvus keeps working (segment hand-off, compaction),
+        // and the first measurements ran at a tenth of the later ones: settle first, then
+        // alternate the two settings and keep each one's least disturbed round.
+        tokio::time::sleep(SETTLE).await;
+        let (mut new, mut old) = (None, None);
+        for _ in 0..ROUNDS {
+            let n = search_with(args, &config, &data, config.effective_nprobe()).await?;
+            let o = search_with(args, &config, &data, former_nprobe(nlist)).await?;
+            new = Some(better(new, n));
+            old = Some(better(old, o));
+        }
+        let (new, old) = (new.expect("ROUNDS > 0"), old.expect("ROUNDS > 0"));
+        let mut sweep = Vec::new();
+        for &nprobe in &args.nprobe_sweep {
+            let (one, _, nprobe) = search_with(args, &config, &data, nprobe.min(nlist)).await?;
+            eprintln!(
+                "{} {kind} rows: nprobe {nprobe}: {:.1} q/s, recall {:.3}",
+                args.rows, one.qps, one.recall
+            );
+            sweep.push(json!({
+                "nprobe": nprobe,
+                "search_qps": (one.qps * 10.0).round() / 10.0,
+                "recall_at_10": (one.recall * 1000.0).round() / 1000.0,
+            }));
+        }
         let speed_up = new.0.qps / old.0.qps;
         let speed_up_8 = new.1.qps / old.1.qps;
         let label = format!("{} rows, {kind}", args.rows);
@@ -139,6 +173,7 @@ async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
             "nlist": nlist,
             "defaults": figures_json(&new),
             "former_defaults": figures_json(&old),
+            "nprobe_sweep_1_client": sweep,
         });
         anyhow::Ok((value, figures))
     }
@@ -177,6 +212,14 @@ async fn search_with(
     let one = measure_search(gateway.clone(), queries.clone(), 1).await?;
     let eight = measure_search(gateway, queries, 8).await?;
     Ok((one, eight, nprobe))
+}
+
+/// The round less disturbed by other load (higher 1-client q/s).
+fn better(kept: Option<Measured>, round: Measured) -> Measured {
+    match kept {
+        Some(kept) if kept.0.qps >= round.0.qps => kept,
+        _ => round,
+    }
 }
 
 fn figures_json((one, eight, nprobe): &Measured) -> Value {
