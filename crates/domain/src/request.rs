@@ -292,6 +292,19 @@ impl SearchHit {
                 .then(a.chunk_id.cmp(&b.chunk_id))
         });
     }
+
+    /// Recall of `found` against the exact answer: the share of `exact`'s chunks it holds
+    /// (1 when there is nothing to find).
+    pub fn recall(found: &[SearchHit], exact: &[SearchHit]) -> f64 {
+        if exact.is_empty() {
+            return 1.0;
+        }
+        let hit = exact
+            .iter()
+            .filter(|e| found.iter().any(|f| f.chunk_id == e.chunk_id))
+            .count();
+        hit as f64 / exact.len() as f64
+    }
 }
 
 /// What to delete. Every variant is bounded by a tenant: an id that belongs to another
@@ -414,5 +427,23 @@ impl ScanFilter {
     pub fn matches(&self, record: &VectorRecord) -> bool {
         self.tenant_id.is_none_or(|t| t == record.tenant_id)
             && self.project_id.is_none_or(|p| p == record.project_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recall_is_the_share_of_the_exact_hits_found() {
+        let hit = |id: i64| SearchHit {
+            chunk_id: ChunkId::new(id).unwrap(),
+            project_id: ProjectId::new(1).unwrap(),
+            score: 0.0,
+        };
+        let exact = [hit(1), hit(2), hit(3), hit(4)];
+        assert_eq!(SearchHit::recall(&[hit(4), hit(9), hit(2)], &exact), 0.5);
+        assert_eq!(SearchHit::recall(&[], &exact), 0.0);
+        assert_eq!(SearchHit::recall(&[hit(5)], &[]), 1.0, "nothing to find");
     }
 }

@@ -294,16 +294,9 @@ pub fn exact_top_k(
     hits
 }
 
-/// Fraction of `exact`'s ids found in `found` (recall@k).
+/// Fraction of `exact`'s ids found in `found` (recall@k): the domain's rule.
 pub fn recall(found: &[SearchHit], exact: &[SearchHit]) -> f64 {
-    if exact.is_empty() {
-        return 1.0;
-    }
-    let hit = exact
-        .iter()
-        .filter(|e| found.iter().any(|f| f.chunk_id == e.chunk_id))
-        .count();
-    hit as f64 / exact.len() as f64
+    SearchHit::recall(found, exact)
 }
 
 #[cfg(test)]

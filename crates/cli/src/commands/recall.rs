@@ -74,7 +74,7 @@ pub async fn run(ctx: &Ctx, args: RecallArgs) -> anyhow::Result<Outcome> {
         let t = Instant::now();
         let exact = subject.exact.search(&request).await?;
         exact_took.push(t.elapsed());
-        recalls.push(overlap(&found, &exact));
+        recalls.push(SearchHit::recall(&found, &exact));
     }
     subject.configured.close().await.ok();
     subject.exact.close().await.ok();
@@ -162,18 +162,6 @@ async fn milvus_subject(ctx: &Ctx, samples: usize) -> anyhow::Result<Subject> {
         exact: Arc::new(exact),
         queries,
     })
-}
-
-/// Share of the exact hits that the configured search found.
-fn overlap(found: &[SearchHit], exact: &[SearchHit]) -> f64 {
-    if exact.is_empty() {
-        return 1.0;
-    }
-    let hit = exact
-        .iter()
-        .filter(|e| found.iter().any(|f| f.chunk_id == e.chunk_id))
-        .count();
-    hit as f64 / exact.len() as f64
 }
 
 fn percentile_ms(samples: &mut [Duration], q: f64) -> f64 {
