@@ -31,13 +31,7 @@ impl PgVectorStore {
         query
             .push(" ORDER BY chunk_id LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let mut conn = self.acquire(op).await?;
-        let rows = query
-            .build()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(self.map_table_error(op))?;
-        rows.iter().map(|r| decode_record(r, op)).collect()
+        self.records(query, op).await
     }
 
     /// The stored records among `ids` (any tenant), ordered by chunk id.
@@ -64,6 +58,15 @@ impl PgVectorStore {
         query
             .push(" ORDER BY random() LIMIT ")
             .push_bind(i64::try_from(n).unwrap_or(i64::MAX));
+        self.records(query, op).await
+    }
+
+    /// Runs a `SELECT chunk_id, tenant_id, project_id, embedding` and decodes its rows.
+    async fn records(
+        &self,
+        mut query: QueryBuilder<'static, Postgres>,
+        op: &'static str,
+    ) -> Result<Vec<VectorRecord>, GatewayError> {
         let mut conn = self.acquire(op).await?;
         let rows = query
             .build()

@@ -134,7 +134,11 @@ pub fn chunk(id: i64) -> ChunkId {
 
 /// A deterministic random unit vector.
 pub fn unit_vector(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    normalised((0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+}
+
+/// `v` scaled to unit length.
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v
         .iter()
         .map(|x| x * x)
@@ -212,15 +216,7 @@ fn gaussian(rng: &mut impl Rng) -> f32 {
 /// `around` plus Gaussian noise of about norm `spread`, normalised.
 fn near(rng: &mut impl Rng, around: &[f32], spread: f32) -> Vec<f32> {
     let sigma = spread / (around.len() as f32).sqrt();
-    let mut v: Vec<f32> = around.iter().map(|x| x + sigma * gaussian(rng)).collect();
-    let norm = v
-        .iter()
-        .map(|x| x * x)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
+    normalised(around.iter().map(|x| x + sigma * gaussian(rng)).collect())
 }
 
 /// [`generate_records`] for either kind of data (the same ids, tenants and projects).
