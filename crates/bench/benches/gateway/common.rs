@@ -208,6 +208,19 @@ impl Dataset {
     pub fn any_embedding(&self) -> Embedding {
         self.queries[0].request.embedding.clone()
     }
+
+    /// Twenty untimed searches, so that caches and connections are warm before timing.
+    pub async fn warm_up(&self, gateway: &dyn VectorStoreGateway, k: u32) -> anyhow::Result<()> {
+        let request = SearchRequest::new(
+            SearchScope::tenant(tenant(1)),
+            self.any_embedding(),
+            TopK::new(k)?,
+        );
+        for _ in 0..20 {
+            gateway.search(&request).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Search throughput, latency and recall of one measurement.

@@ -12,8 +12,8 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use vectorgate_adapter_milvus::{Consistency, MilvusConfig, MilvusStore};
 use vectorgate_bench::baseline;
-use vectorgate_domain::{Dimension, SearchRequest, SearchScope, TopK, VectorStoreGateway};
-use vectorgate_testkit::{tenant, unique_name, ServicesEnv};
+use vectorgate_domain::{Dimension, VectorStoreGateway};
+use vectorgate_testkit::{unique_name, ServicesEnv};
 
 use crate::common::{measure_search, print_table, rows_per_s, Args, Dataset, Figure};
 
@@ -226,14 +226,7 @@ async fn measure(
     }
 
     let queries = Arc::new(data.queries.clone());
-    let warm_up = SearchRequest::new(
-        SearchScope::tenant(tenant(1)),
-        data.any_embedding(),
-        TopK::new(args.k)?,
-    );
-    for _ in 0..20 {
-        gateway.search(&warm_up).await?;
-    }
+    data.warm_up(gateway.as_ref(), args.k).await?;
     eprintln!("searching, 1 client...");
     let one = measure_search(gateway.clone(), queries.clone(), 1).await?;
     eprintln!("searching, 8 clients...");

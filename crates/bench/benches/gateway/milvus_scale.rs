@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use vectorgate_adapter_milvus::{MilvusConfig, MilvusStore};
 use vectorgate_bench::baseline;
-use vectorgate_domain::{Dimension, SearchRequest, SearchScope, TopK, VectorStoreGateway};
-use vectorgate_testkit::{tenant, unique_name, ServicesEnv};
+use vectorgate_domain::{Dimension, VectorStoreGateway};
+use vectorgate_testkit::{unique_name, ServicesEnv};
 
 use crate::common::{measure_search, print_table, Args, Data, Dataset, Figure};
 
@@ -200,14 +200,7 @@ async fn search_with(
     let mut config = config.clone();
     config.search_nprobe = Some(nprobe);
     let gateway: Arc<dyn VectorStoreGateway> = Arc::new(MilvusStore::new(config)?);
-    let warm_up = SearchRequest::new(
-        SearchScope::tenant(tenant(1)),
-        data.any_embedding(),
-        TopK::new(args.k)?,
-    );
-    for _ in 0..20 {
-        gateway.search(&warm_up).await?;
-    }
+    data.warm_up(gateway.as_ref(), args.k).await?;
     let queries = Arc::new(data.queries.clone());
     let one = measure_search(gateway.clone(), queries.clone(), 1).await?;
     let eight = measure_search(gateway, queries, 8).await?;
