@@ -10,7 +10,9 @@
 //!   (one round trip, one transaction) per batch, after the whole call was validated.
 //! - Searches of small scopes are exact; larger ones run in a short transaction that sets
 //!   `hnsw.ef_search` (never below k) and an iterative index scan, so a selective
-//!   tenant/project filter still yields k rows.
+//!   tenant/project filter still yields k rows, and forces the vector index (the planner
+//!   would often read a selective scope through the b-tree and sort it).
+//!   [`PgVectorStore::search_plan`] shows the plan a scope gets.
 //! - Every sqlx error is mapped to [`GatewayError`](vectorgate_domain::GatewayError) in
 //!   `error.rs`, naming the operation and keeping the sqlx error as its source; no sqlx
 //!   type crosses the crate's API.
@@ -23,6 +25,7 @@ mod error;
 mod health;
 mod metric;
 mod outbox;
+mod plan;
 mod retry;
 mod scan;
 mod schema;
@@ -39,6 +42,7 @@ pub use config::{
     IDENTIFIER_ACCEPTED,
 };
 pub use outbox::PgOutbox;
+pub use plan::SearchPlan;
 pub use state::{BackfillJob, Checkpoint};
 pub use store::PgVectorStore;
 pub use url::{redact_url, url_has_password, DatabaseUrl};

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use pgvector::Vector;
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::{Connection, Postgres, Row};
 use vectorgate_domain::{
     ChunkId, GatewayError, ProjectId, SearchHit, SearchRequest, SearchScope, StoreKind,
@@ -74,26 +76,10 @@ impl PgVectorStore {
         let op = "search";
         let k = request.top_k.get();
         let embedding = Vector::from(request.embedding.as_slice().to_vec());
-        let tenant = request.scope.tenant_id().get();
         let mut conn = self.acquire(op).await?;
         let exact = self.scope_is_small(&mut conn, &request.scope).await?;
-        let sql = &self.inner.sql;
-        let (tenant_sql, projects_sql) = if exact {
-            (&sql.exact_tenant, &sql.exact_projects)
-        } else {
-            (&sql.search_tenant, &sql.search_projects)
-        };
-        let query = match request.scope.project_ids() {
-            None => sqlx::query(tenant_sql)
-                .bind(embedding)
-                .bind(tenant)
-                .bind(i64::from(k)),
-            Some(projects) => sqlx::query(projects_sql)
-                .bind(embedding)
-                .bind(tenant)
-                .bind(projects.iter().map(|p| p.get()).collect::<Vec<i64>>())
-                .bind(i64::from(k)),
-        };
+        let sql = self.search_sql(exact, &request.scope);
+        let query = bind_search(sql, embedding, &request.scope, k);
         let rows = if exact {
             query.fetch_all(&mut *conn).await
         } else {
@@ -131,23 +117,47 @@ impl PgVectorStore {
         Ok(hits)
     }
 
+    /// The statement searching `scope` exactly or through the vector index.
+    pub(crate) fn search_sql(&self, exact: bool, scope: &SearchScope) -> &str {
+        let sql = &self.inner.sql;
+        match (exact, scope.project_ids().is_some()) {
+            (true, false) => &sql.exact_tenant,
+            (true, true) => &sql.exact_projects,
+            (false, false) => &sql.search_tenant,
+            (false, true) => &sql.search_projects,
+        }
+    }
+
     /// Whether the scope holds at most `exact_search_max_rows` rows (then it is searched
-    /// exactly).
+    /// exactly); the verdict is cached for a while.
     async fn scope_is_small(
         &self,
         conn: &mut PoolConnection<Postgres>,
         scope: &SearchScope,
     ) -> Result<bool, GatewayError> {
-        let max = self.inner.config.exact_search_max_rows;
-        if max == 0 {
+        if self.inner.config.exact_search_max_rows == 0 {
             return Ok(false);
         }
         let key = scope_key(scope);
         if let Some(small) = self.inner.scope_sizes.get(&key) {
             return Ok(small);
         }
+        let rows = self.count_scope_up_to_limit(conn, scope).await?;
+        let small = rows <= u64::from(self.inner.config.exact_search_max_rows);
+        tracing::debug!(scope_rows = rows, exact = small, "search plan choice");
+        self.inner.scope_sizes.put(key, small);
+        Ok(small)
+    }
+
+    /// The scope's rows, counted up to `exact_search_max_rows + 1` (a huge tenant costs
+    /// no more than a small one).
+    pub(crate) async fn count_scope_up_to_limit(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        scope: &SearchScope,
+    ) -> Result<u64, GatewayError> {
         let sql = &self.inner.sql;
-        let limit = i64::from(max) + 1;
+        let limit = i64::from(self.inner.config.exact_search_max_rows) + 1;
         let tenant = scope.tenant_id().get();
         let query = match scope.project_ids() {
             None => sqlx::query_scalar::<_, i64>(&sql.scope_rows_tenant)
@@ -162,14 +172,11 @@ impl PgVectorStore {
             .fetch_one(&mut **conn)
             .await
             .map_err(self.map_table_error("search"))?;
-        let small = rows < limit;
-        tracing::debug!(scope_rows = rows, exact = small, "search plan choice");
-        self.inner.scope_sizes.put(key, small);
-        Ok(small)
+        Ok(rows.max(0) as u64)
     }
 
     /// The `BEGIN` of a vector-index search transaction with its per-query settings.
-    fn search_begin(&self, k: u32) -> String {
+    pub(crate) fn search_begin(&self, k: u32) -> String {
         let config = &self.inner.config;
         // SET cannot take bind parameters; every value here is a u32 from the validated
         // settings or the request's TopK, never caller text. ef_search is raised to k
@@ -179,14 +186,40 @@ impl PgVectorStore {
         let probes = config.ivfflat_probes.min(config.ivfflat_lists);
         // relaxed_order: results may come slightly out of order, so the caller re-sorts
         // them by score; strict_order would cost extra work per query.
+        // The three `enable_*` settings force the vector index: on a selective filter
+        // the planner otherwise reads the scope through the (tenant_id, project_id)
+        // b-tree and sorts it, an exact scan that grows with the scope (every plan but
+        // the ordered vector-index scan needs a disabled Sort, Bitmap or Seq Scan node).
         format!(
             "BEGIN; \
              SET LOCAL hnsw.ef_search = {ef_search}; \
              SET LOCAL hnsw.iterative_scan = relaxed_order; \
              SET LOCAL hnsw.max_scan_tuples = {max_scan}; \
              SET LOCAL ivfflat.probes = {probes}; \
-             SET LOCAL ivfflat.iterative_scan = relaxed_order",
+             SET LOCAL ivfflat.iterative_scan = relaxed_order; \
+             SET LOCAL enable_sort = off; \
+             SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL enable_seqscan = off",
             max_scan = config.max_scan_tuples,
         )
+    }
+}
+
+/// `sql` with the search's values bound: the query vector, the tenant, the projects when
+/// the scope names some, and k.
+pub(crate) fn bind_search<'q>(
+    sql: &'q str,
+    embedding: Vector,
+    scope: &SearchScope,
+    k: u32,
+) -> Query<'q, Postgres, PgArguments> {
+    let query = sqlx::query(sql)
+        .bind(embedding)
+        .bind(scope.tenant_id().get());
+    match scope.project_ids() {
+        None => query.bind(i64::from(k)),
+        Some(projects) => query
+            .bind(projects.iter().map(|p| p.get()).collect::<Vec<i64>>())
+            .bind(i64::from(k)),
     }
 }

@@ -216,25 +216,32 @@ async fn a_tenant_with_one_percent_of_rows_still_gets_k_hits() {
             }
         };
         // By default a 50-row scope is searched exactly (exact_search_max_rows).
+        let scope = SearchScope::tenant(tenant(1));
+        let small = store.search_plan(&scope, 10).await.unwrap();
+        assert!(small.exact && small.rows_counted == 50, "{small}");
+        assert_eq!(small.vector_index, None, "{small}");
+        check(small.explain.clone()).await;
+        // Left to itself the planner reads so selective a tenant through the b-tree and
+        // sorts it; the store forces the HNSW index instead when the scope is not searched
+        // exactly. The tenant filter then applies to the index's candidates, and only the
+        // iterative scan can find 10 of the tenant's rows.
         let url = ServicesEnv::load().database_url();
-        check(plan(&store, &url).await).await;
-        // With sorting disabled for its connections, the planner can only order through
-        // the HNSW index: the tenant filter then applies to the index's candidates and
-        // only the iterative scan can find 10 of the tenant's rows.
-        let mut no_sort = store.config().clone();
-        let no_sort_url = with_url_option(&url, "enable_sort", "off");
-        no_sort.database_url =
-            Some(vectorgate_adapter_pgvector::DatabaseUrl::parse(&no_sort_url).unwrap());
-        // And no exact search for small scopes (the default would take that path).
-        no_sort.exact_search_max_rows = 0;
-        let no_sort = PgVectorStore::new(no_sort).unwrap();
-        let hnsw_plan = plan(&no_sort, &no_sort_url).await;
+        let planner = planner_choice(&store, &url).await;
         assert!(
-            hnsw_plan.iter().any(|l| l.contains("embedding_idx")),
-            "{hnsw_plan:?}"
+            !planner.iter().any(|l| l.contains("embedding_idx")),
+            "the planner's own plan already used the vector index, so this test shows nothing: {planner:?}"
+        );
+        let mut indexed = store.config().clone();
+        indexed.exact_search_max_rows = 0;
+        let indexed = PgVectorStore::new(indexed).unwrap();
+        let forced = indexed.search_plan(&scope, 10).await.unwrap();
+        assert!(!forced.exact, "{forced}");
+        assert!(
+            forced.vector_index.as_ref().is_some_and(|i| i.ends_with("embedding_idx")),
+            "{forced}"
         );
         let check = |plan: Vec<String>| {
-            let store = no_sort.clone();
+            let store = indexed.clone();
             let records = &records;
             let tenant_rows = &tenant_rows;
             async move {
@@ -254,19 +261,15 @@ async fn a_tenant_with_one_percent_of_rows_still_gets_k_hits() {
                 }
             }
         };
-        check(hnsw_plan).await;
+        check(forced.explain).await;
+        indexed.close().await.unwrap();
     })
     .await;
 }
 
-/// Adds a server setting to the connection URL (`options[name]=value`, sent at start-up).
-fn with_url_option(url: &str, name: &str, value: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options[{name}]={value}")
-}
-
-/// The plan of a tenant-filtered top-10 query like the store's, on a connection to `url`.
-async fn plan(store: &PgVectorStore, url: &str) -> Vec<String> {
+/// The planner's own plan (no settings) for a tenant-filtered top-10 query like the
+/// store's, on a fresh connection to `url`.
+async fn planner_choice(store: &PgVectorStore, url: &str) -> Vec<String> {
     use sqlx::Row;
     sqlx::query(&format!(
         "EXPLAIN SELECT chunk_id FROM {0} WHERE tenant_id = 1 \

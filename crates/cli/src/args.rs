@@ -105,6 +105,9 @@ pub enum Command {
     /// Measure search recall@k on stored vectors: sampled rows as queries, each searched
     /// within its tenant as configured and exactly; exits 1 below --min-recall
     Recall(RecallArgs),
+    /// Show how pgvector searches a scope: exactly or through the vector index, why, and
+    /// PostgreSQL's plan for it
+    Plan(PlanArgs),
     /// Load records from a JSON-lines file through the gateway of the configured mode
     Import(ImportArgs),
     /// Drop or recreate the Milvus collection (the rollback for a corrupt schema)
@@ -220,6 +223,22 @@ pub struct RecallArgs {
     #[arg(long, default_value_t = 0.95)]
     pub min_recall: f64,
     /// Print the figures as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Tenant whose search is planned
+    #[arg(long, value_name = "ID")]
+    pub tenant: i64,
+    /// Restrict to these projects (repeatable); default: every project of the tenant
+    #[arg(long = "project", value_name = "ID")]
+    pub projects: Vec<i64>,
+    /// Number of hits the planned search asks for
+    #[arg(short = 'k', long = "top-k", default_value_t = 10)]
+    pub k: u32,
+    /// Print the plan as JSON
     #[arg(long)]
     pub json: bool,
 }

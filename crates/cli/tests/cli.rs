@@ -245,6 +245,50 @@ fn search_finds_a_chunk_by_its_own_vector_within_the_tenant() {
 }
 
 #[test]
+fn plan_shows_whether_a_scope_is_searched_exactly_or_through_the_vector_index() {
+    let fx = Fixture::new("cli_plan", false);
+    let data = records(400, 5);
+    fx.load_pgvector(&data);
+    let tenant = data[0].tenant_id;
+    let in_tenant = data.iter().filter(|r| r.tenant_id == tenant).count() as u64;
+    let project = data[0].project_id;
+    let in_project = data
+        .iter()
+        .filter(|r| r.tenant_id == tenant && r.project_id == project)
+        .count() as u64;
+    let (tenant, project) = (tenant.to_string(), project.to_string());
+
+    // Small scopes are searched exactly: the count and the threshold say why.
+    let run = fx.run("pgvector", &["plan", "--tenant", &tenant, "--json"]);
+    run.success();
+    let report = run.json();
+    assert_eq!(report["plan"], "exact", "{report}");
+    assert_eq!(report["rows_counted"], in_tenant, "{report}");
+    assert_eq!(report["vector_index"], serde_json::Value::Null, "{report}");
+    let run = fx.run(
+        "pgvector",
+        &["plan", "--tenant", &tenant, "--project", &project, "--json"],
+    );
+    assert_eq!(run.json()["rows_counted"], in_project);
+
+    // Above the threshold the vector index is forced, and PostgreSQL's plan scans it.
+    let run = fx.run_with(
+        "pgvector",
+        &["plan", "--tenant", &tenant, "--project", &project],
+        &[("PGVECTOR_EXACT_SEARCH_MAX_ROWS", "10")],
+    );
+    run.success();
+    assert!(
+        run.stdout.contains(
+            "vector index: the scope holds more than PGVECTOR_EXACT_SEARCH_MAX_ROWS = 10 rows"
+        ),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("embedding_idx"), "{run:#?}");
+    assert!(run.stdout.contains("'[...]'"), "{run:#?}");
+}
+
+#[test]
 fn recall_compares_the_configured_search_with_exact_search_on_stored_rows() {
     let fx = Fixture::new("cli_recall", false);
     fx.load_pgvector(&records(400, 9));

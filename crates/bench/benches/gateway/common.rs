@@ -57,8 +57,9 @@ pub struct Args {
     /// SDK and runs the --scale measurement at --rows.
     #[arg(long)]
     pub search_only: bool,
-    /// Milvus: measure search at each of these sizes (comma-separated), both data kinds,
-    /// with the default and the former nprobe, instead of the usual run ("milvus_scale").
+    /// Measure search at each of these sizes (comma-separated), both data kinds, instead of
+    /// the usual run: Milvus with the default and the former nprobe ("milvus_scale"),
+    /// pgvector with its defaults by scope kind, index build timed ("pgvector_scale").
     #[arg(long, value_delimiter = ',')]
     pub scale: Vec<usize>,
     /// With --scale: also search at these nprobe values (1 client), under "nprobe_sweep".
@@ -103,6 +104,14 @@ pub enum Data {
 }
 
 impl Data {
+    /// The name on the command line, also its key in the results file.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no variant is skipped")
+            .get_name()
+            .to_string()
+    }
+
     pub fn kind(self) -> DataKind {
         match self {
             Data::Clustered => DataKind::Clustered,

@@ -11,6 +11,7 @@ mod dual;
 mod milvus;
 mod milvus_scale;
 mod pgvector;
+mod pgvector_scale;
 mod relay;
 
 use clap::Parser;
@@ -39,13 +40,17 @@ fn main() -> anyhow::Result<()> {
     // Each store's results are merged as soon as it is measured, so that a later store's
     // failure does not lose the earlier figures.
     for store in stores {
-        let (value, name) =
-            if store == Store::Milvus && (args.search_only || !args.scale.is_empty()) {
-                let value = runtime.block_on(milvus_scale::run(&args))?;
-                (value, "milvus_scale".to_string())
-            } else {
-                (runtime.block_on(run_store(store, &args))?, store.name())
-            };
+        let (value, name) = match store {
+            Store::Milvus if args.search_only || !args.scale.is_empty() => (
+                runtime.block_on(milvus_scale::run(&args))?,
+                "milvus_scale".to_string(),
+            ),
+            Store::Pgvector if !args.scale.is_empty() => (
+                runtime.block_on(pgvector_scale::run(&args))?,
+                "pgvector_scale".to_string(),
+            ),
+            _ => (runtime.block_on(run_store(store, &args))?, store.name()),
+        };
         common::merge_results(&path, &name, value)?;
         println!("results merged into {} under {name:?}", path.display());
     }

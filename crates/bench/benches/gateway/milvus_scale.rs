@@ -49,7 +49,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
             };
             let (value, rows_figures) = measure_size(&sized).await?;
             figures.extend(rows_figures);
-            kinds.insert(data_name(data), value);
+            kinds.insert(data.name(), value);
         }
         sizes.push(json!({ "rows": rows, "data": kinds }));
     }
@@ -73,12 +73,6 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     Ok(json!({ "sizes": sizes, "params": params }))
 }
 
-fn data_name(data: Data) -> String {
-    clap::ValueEnum::to_possible_value(&data)
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default()
-}
-
 /// One size and data kind: load, index, then search with both nprobe settings.
 async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
     let env = ServicesEnv::load();
@@ -89,7 +83,7 @@ async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
     );
     config.expected_rows = args.rows as u64;
     config.collection = unique_name("bench_milvus_scale");
-    let kind = data_name(args.data);
+    let kind = args.data.name();
     eprintln!(
         "{} {kind} rows: generating data and exact answers...",
         args.rows

@@ -6,6 +6,7 @@ mod health;
 mod import;
 mod indexing;
 mod init;
+mod plan;
 mod recall;
 mod reconcile;
 mod relay;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sync(args) => sync::run(&ctx, args).await,
         Command::Search(args) => search::run(&ctx, args).await,
         Command::Recall(args) => recall::run(&ctx, args).await,
+        Command::Plan(args) => plan::run(&ctx, args).await,
         Command::Import(args) => import::run(&ctx, args).await,
         Command::Collection(args) => collection::run(&ctx, args).await,
         Command::Init => init::run(&ctx).await,

@@ -22,18 +22,8 @@ struct JsonHits<'a> {
 }
 
 pub async fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<Outcome> {
-    let tenant = TenantId::new(args.tenant).context("--tenant")?;
-    let scope = if args.projects.is_empty() {
-        SearchScope::tenant(tenant)
-    } else {
-        let projects = args
-            .projects
-            .iter()
-            .map(|p| ProjectId::new(*p))
-            .collect::<Result<Vec<_>, _>>()
-            .context("--project")?;
-        SearchScope::projects(tenant, projects)?
-    };
+    let scope = scope(args.tenant, &args.projects)?;
+    let tenant = scope.tenant_id();
     let embedding = match (&args.vector_file, args.like) {
         (Some(path), _) => read_vector_file(path)?,
         (None, Some(id)) => stored_vector(ctx, tenant, ChunkId::new(id).context("--like")?).await?,
@@ -101,6 +91,20 @@ fn read_vector_file(path: &std::path::Path) -> anyhow::Result<Embedding> {
         )
     })?;
     Embedding::new(values).with_context(|| format!("vector file {}", path.display()))
+}
+
+/// The scope named by `--tenant` and the repeatable `--project`.
+pub(crate) fn scope(tenant: i64, projects: &[i64]) -> anyhow::Result<SearchScope> {
+    let tenant = TenantId::new(tenant).context("--tenant")?;
+    if projects.is_empty() {
+        return Ok(SearchScope::tenant(tenant));
+    }
+    let projects = projects
+        .iter()
+        .map(|p| ProjectId::new(*p))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--project")?;
+    Ok(SearchScope::projects(tenant, projects)?)
 }
 
 /// The stored vector of a chunk of `tenant`: from pgvector (the source of truth) unless the
