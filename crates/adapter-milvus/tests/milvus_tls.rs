@@ -27,10 +27,14 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
+        Self::with(name, TestPki::generate)
+    }
+
+    fn with(name: &str, generate: fn(&Path, &str) -> TestPki) -> Self {
         let dir = workspace_root()
             .join("target/test-milvus")
             .join(unique_name(name));
-        let files = TestPki::generate(&dir, name);
+        let files = generate(&dir, name);
         Self { dir, files }
     }
 }
@@ -190,4 +194,43 @@ async fn mutual_tls_needs_the_client_certificate() {
     )
     .await;
     assert!(line.contains("MILVUS_TLS_CLIENT_CERT_FILE"), "{line}");
+}
+
+/// A server certificate past its validity. Milvus cannot be made to serve one (it checks its
+/// own), and the client refuses it during the TLS handshake, before any gRPC: a bare TLS
+/// listener presenting it stands in for the server. Needs no Milvus, so it always runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_an_expired_server_certificate_is_refused_naming_the_uri_and_cause() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+
+    let pki = Pki::with("vg_tls_expired", TestPki::expired);
+    let certs = CertificateDer::pem_file_iter(&pki.files.server_pem)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pki.files.server_key).unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            // The handshake fails on the client's side; nothing else is served.
+            tokio::spawn(async move { acceptor.accept(tcp).await.ok() });
+        }
+    });
+    let uri = format!("https://127.0.0.1:{port}");
+    refused(client(&uri, Some(&pki.files.ca_pem)), &["expired"]).await;
+    server.abort();
 }

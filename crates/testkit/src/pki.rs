@@ -29,6 +29,16 @@ impl TestPki {
     /// The same with a server certificate for `server_names` only (DNS names or IP
     /// addresses), e.g. to see a client refuse a name the certificate does not hold.
     pub fn for_names(dir: &Path, name: &str, server_names: &[&str]) -> Self {
+        Self::build(dir, name, server_names, false)
+    }
+
+    /// [`Self::generate`] with a server certificate that expired in 2021 (valid 2020-2021,
+    /// issued by a CA that is still valid), to see a client refuse it.
+    pub fn expired(dir: &Path, name: &str) -> Self {
+        Self::build(dir, name, &["localhost", "127.0.0.1"], true)
+    }
+
+    fn build(dir: &Path, name: &str, server_names: &[&str], expired_server: bool) -> Self {
         std::fs::create_dir_all(dir).expect("create the PKI folder");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -42,8 +52,15 @@ impl TestPki {
         ];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
 
-        let issue = |sans: Vec<String>, common_name: &str, usage: ExtendedKeyUsagePurpose| {
+        let issue = |sans: Vec<String>,
+                     common_name: &str,
+                     usage: ExtendedKeyUsagePurpose,
+                     expired: bool| {
             let mut params = CertificateParams::new(sans).unwrap();
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
             params
                 .distinguished_name
                 .push(DnType::CommonName, common_name);
@@ -60,11 +77,13 @@ impl TestPki {
             server_names.iter().map(|n| n.to_string()).collect(),
             server_names.first().copied().unwrap_or("server"),
             ExtendedKeyUsagePurpose::ServerAuth,
+            expired_server,
         );
         let (client_cert, client_key) = issue(
             vec!["vectorgate-client".into()],
             "vectorgate-client",
             ExtendedKeyUsagePurpose::ClientAuth,
+            false,
         );
         // Mode 0600 for every file: PostgreSQL refuses a key that others can read.
         let write = |file: &str, text: &str| {
