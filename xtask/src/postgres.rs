@@ -108,7 +108,18 @@ fn ensure_traversable(layout: &Layout, dir: &Path) -> Result<()> {
 /// Initialises (first time only) and starts the server, then creates the database and the
 /// `vector` extension. The caller has checked that the port is free.
 pub fn start(layout: &Layout, venv: &Venv, port: u16) -> Result<PgState> {
-    start_with(layout, venv, port, &[])
+    start_with(layout, venv, port, &served_settings())
+}
+
+/// The shared server is sized like a database serving vectors: pgvector's searches read
+/// the HNSW graph and the rows through shared buffers, and with PostgreSQL's 128 MB
+/// default a 240,000 x 768 table (1 GB, its index as much) was re-read from the OS cache
+/// on every search (docs/pgvector-search.md). Shared memory is only touched as it fills.
+fn served_settings() -> [(&'static str, String); 2] {
+    [
+        ("shared_buffers", "2GB".to_string()),
+        ("effective_cache_size", "8GB".to_string()),
+    ]
 }
 
 /// [`start`] with extra server settings (`-c name=value`), e.g. a test's own server
