@@ -45,6 +45,9 @@ pub struct Args {
     /// Search-time effort override (pgvector: hnsw.ef_search); the store's default otherwise.
     #[arg(long)]
     pub ef_search: Option<u32>,
+    /// pgvector: the HNSW build candidate list (the store's default otherwise).
+    #[arg(long)]
+    pub ef_construction: Option<u32>,
     /// pgvector: scopes of at most this many rows are searched exactly (store default
     /// otherwise; 0 = always through the vector index).
     #[arg(long)]

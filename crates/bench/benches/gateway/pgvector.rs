@@ -28,6 +28,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         if let Some(ef) = args.ef_search {
             config.ef_search = ef;
         }
+        if args.ef_construction.is_some() {
+            config.hnsw_ef_construction = args.ef_construction;
+        }
         if let Some(max) = args.exact_search_max_rows {
             config.exact_search_max_rows = max;
         }
