@@ -4,7 +4,7 @@
 use std::fmt;
 
 use pgvector::Vector;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 use vectorgate_domain::{GatewayError, SearchScope};
 
 use crate::schema;
@@ -85,16 +85,7 @@ impl PgVectorStore {
         // EXPLAIN does not run the search; any vector of the right dimension plans alike.
         let probe = Vector::from(vec![1.0; config.dimension.get() as usize]);
         let query = bind_search(&explain_sql, probe, scope, k);
-        let rows = if exact {
-            query.fetch_all(&mut *conn).await
-        } else {
-            let mut tx = conn
-                .begin_with(self.search_begin(k))
-                .await
-                .map_err(self.err(op))?;
-            query.fetch_all(&mut *tx).await
-        }
-        .map_err(self.map_table_error(op))?;
+        let rows = self.run_planned(op, &mut conn, exact, k, query).await?;
         let explain: Vec<String> = rows
             .iter()
             .map(|row| row.try_get::<String, _>(0).map(|l| shorten_vectors(&l)))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pgvector::Vector;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgArguments;
+use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Connection, Postgres, Row};
 use vectorgate_domain::{
@@ -80,22 +80,7 @@ impl PgVectorStore {
         let exact = self.scope_is_small(&mut conn, &request.scope).await?;
         let sql = self.search_sql(exact, &request.scope);
         let query = bind_search(sql, embedding, &request.scope, k);
-        let rows = if exact {
-            query.fetch_all(&mut *conn).await
-        } else {
-            // SET LOCAL needs a transaction; its settings end with it, so a pooled
-            // connection never carries them into another caller's query.
-            let mut tx = conn
-                .begin_with(self.search_begin(k))
-                .await
-                .map_err(self.err(op))?;
-            let rows = query.fetch_all(&mut *tx).await;
-            if rows.is_ok() {
-                tx.commit().await.map_err(self.err(op))?;
-            }
-            rows
-        }
-        .map_err(self.map_table_error(op))?;
+        let rows = self.run_planned(op, &mut conn, exact, k, query).await?;
         let decode =
             |e: sqlx::Error| GatewayError::backend(StoreKind::Pgvector, op, &e).with_source(e);
         let bad = |e: GatewayError| GatewayError::backend(StoreKind::Pgvector, op, e);
@@ -115,6 +100,36 @@ impl PgVectorStore {
         // The relaxed-order iterative scan may return rows slightly out of order.
         SearchHit::rank(&mut hits);
         Ok(hits)
+    }
+
+    /// Runs a search statement (or its EXPLAIN) as planned: on the connection when exact,
+    /// else inside the transaction that sets the vector index's search parameters.
+    pub(crate) async fn run_planned(
+        &self,
+        op: &'static str,
+        conn: &mut PoolConnection<Postgres>,
+        exact: bool,
+        k: u32,
+        query: Query<'_, Postgres, PgArguments>,
+    ) -> Result<Vec<PgRow>, GatewayError> {
+        if exact {
+            return query
+                .fetch_all(&mut **conn)
+                .await
+                .map_err(self.map_table_error(op));
+        }
+        // SET LOCAL needs a transaction; its settings end with it, so a pooled connection
+        // never carries them into another caller's query.
+        let mut tx = conn
+            .begin_with(self.search_begin(k))
+            .await
+            .map_err(self.err(op))?;
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.map_table_error(op))?;
+        tx.commit().await.map_err(self.err(op))?;
+        Ok(rows)
     }
 
     /// The statement searching `scope` exactly or through the vector index.

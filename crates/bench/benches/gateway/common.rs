@@ -162,6 +162,36 @@ impl Args {
     }
 }
 
+/// Runs `measure` at each size and for both data kinds (clustered first); returns the
+/// `[{"rows", "data": {kind: value}}]` list and every figure, in order.
+pub async fn each_size_and_kind<F, Fut>(
+    args: &Args,
+    sizes: &[usize],
+    measure: F,
+) -> anyhow::Result<(Vec<Value>, Vec<Figure>)>
+where
+    F: Fn(Args) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Value, Vec<Figure>)>>,
+{
+    let mut values = Vec::new();
+    let mut figures = Vec::new();
+    for &rows in sizes {
+        let mut kinds = Map::new();
+        for data in [Data::Clustered, Data::Uniform] {
+            let sized = Args {
+                rows,
+                data,
+                ..args.clone()
+            };
+            let (value, size_figures) = measure(sized).await?;
+            figures.extend(size_figures);
+            kinds.insert(data.name(), value);
+        }
+        values.push(json!({ "rows": rows, "data": kinds }));
+    }
+    Ok((values, figures))
+}
+
 /// One benchmark query and its exact answer.
 #[derive(Debug, Clone)]
 pub struct BenchQuery {

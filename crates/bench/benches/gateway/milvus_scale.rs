@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vectorgate_adapter_milvus::{MilvusConfig, MilvusStore};
 use vectorgate_bench::baseline;
 use vectorgate_domain::{Dimension, VectorStoreGateway};
 use vectorgate_testkit::{unique_name, ServicesEnv};
 
-use crate::common::{measure_search, print_table, Args, Data, Dataset, Figure};
+use crate::common::{each_size_and_kind, measure_search, print_table, Args, Data, Dataset, Figure};
 
 const INDEX_WAIT: Duration = Duration::from_secs(900);
 /// Pause between the index build and the first timed search.
@@ -31,28 +31,19 @@ fn former_nprobe(nlist: u32) -> u32 {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
-    let mut sizes = Vec::new();
-    let mut figures = Vec::new();
     // `--search-only` alone measures the one size `--rows`.
     let scale = if args.scale.is_empty() {
         vec![args.rows]
     } else {
         args.scale.clone()
     };
-    for &rows in &scale {
-        let mut kinds = Map::new();
-        for data in [Data::Clustered, Data::Uniform] {
-            let sized = Args {
-                rows,
-                data,
-                ..args.clone()
-            };
-            let (value, rows_figures) = measure_size(&sized).await?;
-            figures.extend(rows_figures);
-            kinds.insert(data.name(), value);
-        }
-        sizes.push(json!({ "rows": rows, "data": kinds }));
-    }
+    let (sizes, figures) =
+        each_size_and_kind(
+            args,
+            &scale,
+            |sized| async move { measure_size(&sized).await },
+        )
+        .await?;
     print_table(
         &format!(
             "milvus search by size: dim {}, {} tenants x {} projects, {} queries, k={}",

@@ -20,21 +20,8 @@ const RECALL_TARGET: f64 = 0.95;
 const BULK_LOAD_TARGET: f64 = 30_000.0;
 
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
-    let url = ServicesEnv::load().database_url();
-    let dimension = Dimension::new(u32::try_from(args.dim)?)?;
     let make = |purpose: &str| -> anyhow::Result<PgVectorStore> {
-        let mut config = PgVectorConfig::for_url(&url, dimension)?;
-        config.table = unique_name(&format!("bench_pgv_{purpose}"));
-        if let Some(ef) = args.ef_search {
-            config.ef_search = ef;
-        }
-        if args.ef_construction.is_some() {
-            config.hnsw_ef_construction = args.ef_construction;
-        }
-        if let Some(max) = args.exact_search_max_rows {
-            config.exact_search_max_rows = max;
-        }
-        Ok(PgVectorStore::new(config)?)
+        Ok(PgVectorStore::new(config(args, purpose)?)?)
     };
     let mut sequential = make("upsert_seq")?.config().clone();
     sequential.upsert_concurrency = 1;
@@ -51,6 +38,24 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         store.close().await?;
     }
     outcome
+}
+
+/// A store configuration for a fresh table named after `purpose`, with the search and
+/// build settings the arguments override.
+pub fn config(args: &Args, purpose: &str) -> anyhow::Result<PgVectorConfig> {
+    let url = ServicesEnv::load().database_url();
+    let mut config = PgVectorConfig::for_url(&url, Dimension::new(u32::try_from(args.dim)?)?)?;
+    config.table = unique_name(&format!("bench_pgv_{purpose}"));
+    if let Some(ef) = args.ef_search {
+        config.ef_search = ef;
+    }
+    if args.ef_construction.is_some() {
+        config.hnsw_ef_construction = args.ef_construction;
+    }
+    if let Some(max) = args.exact_search_max_rows {
+        config.exact_search_max_rows = max;
+    }
+    Ok(config)
 }
 
 async fn measure(args: &Args, stores: &[PgVectorStore; 4]) -> anyhow::Result<Value> {

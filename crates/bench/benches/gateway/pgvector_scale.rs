@@ -7,14 +7,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vectorgate_adapter_pgvector::{PgVectorConfig, PgVectorStore, SearchPlan};
-use vectorgate_domain::{Dimension, VectorStoreGateway};
-use vectorgate_testkit::{unique_name, ServicesEnv};
+use vectorgate_domain::VectorStoreGateway;
 
 use crate::common::{
-    bench_pool, drop_tables, measure_search, print_table, Args, BenchQuery, Data, Dataset, Figure,
-    SearchFigures,
+    bench_pool, drop_tables, each_size_and_kind, measure_search, print_table, Args, BenchQuery,
+    Data, Dataset, Figure, SearchFigures,
 };
 
 /// Rounds of each search measurement; the median is reported.
@@ -29,22 +28,10 @@ const INDEX_BUILD_S_TARGET: f64 = 300.0;
 const TARGET_ROWS: usize = 240_000;
 
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
-    let mut sizes = Vec::new();
-    let mut figures = Vec::new();
-    for &rows in &args.scale {
-        let mut kinds = Map::new();
-        for data in [Data::Clustered, Data::Uniform] {
-            let sized = Args {
-                rows,
-                data,
-                ..args.clone()
-            };
-            let (value, rows_figures) = measure_size(&sized).await?;
-            figures.extend(rows_figures);
-            kinds.insert(data.name(), value);
-        }
-        sizes.push(json!({ "rows": rows, "data": kinds }));
-    }
+    let (sizes, figures) = each_size_and_kind(args, &args.scale, |sized| async move {
+        measure_size(&sized).await
+    })
+    .await?;
     let config = config(args)?;
     print_table(
         &format!(
@@ -68,19 +55,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
 }
 
 fn config(args: &Args) -> anyhow::Result<PgVectorConfig> {
-    let url = ServicesEnv::load().database_url();
-    let mut config = PgVectorConfig::for_url(&url, Dimension::new(u32::try_from(args.dim)?)?)?;
-    config.table = unique_name("bench_pgv_scale");
-    if let Some(ef) = args.ef_search {
-        config.ef_search = ef;
-    }
-    if args.ef_construction.is_some() {
-        config.hnsw_ef_construction = args.ef_construction;
-    }
-    if let Some(max) = args.exact_search_max_rows {
-        config.exact_search_max_rows = max;
-    }
-    Ok(config)
+    crate::pgvector::config(args, "scale")
 }
 
 /// One size and data kind: bulk load, index build, then searches by scope kind.
