@@ -332,6 +332,16 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     samples[index].as_secs_f64() * 1000.0
 }
 
+/// `x` to one decimal, for the results file.
+pub fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `x` to three decimals, for the results file.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 pub fn rows_per_s(rows: usize, elapsed: Duration) -> f64 {
     rows as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
 }

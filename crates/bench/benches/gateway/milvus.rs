@@ -15,7 +15,9 @@ use vectorgate_bench::baseline;
 use vectorgate_domain::{Dimension, VectorStoreGateway};
 use vectorgate_testkit::{unique_name, ServicesEnv};
 
-use crate::common::{measure_search, print_table, rows_per_s, Args, Dataset, Figure};
+use crate::common::{
+    measure_search, print_table, round, round3, rows_per_s, Args, Dataset, Figure,
+};
 
 const UPSERT_VS_SDK_TARGET: f64 = 0.95;
 const UPSERT_TARGET: f64 = 12_700.0;
@@ -364,12 +366,4 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }

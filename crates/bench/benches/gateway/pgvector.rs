@@ -11,7 +11,8 @@ use vectorgate_domain::{Dimension, VectorStoreGateway};
 use vectorgate_testkit::{unique_name, ServicesEnv};
 
 use crate::common::{
-    bench_pool, drop_tables, measure_search, print_table, rows_per_s, Args, Dataset, Figure,
+    bench_pool, drop_tables, measure_search, print_table, round, round3, rows_per_s, Args, Dataset,
+    Figure,
 };
 
 /// What the issue asks of pgvector on this machine.
@@ -267,12 +268,4 @@ async fn measure(args: &Args, stores: &[PgVectorStore; 4]) -> anyhow::Result<Val
         ],
     );
     Ok(value)
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }

@@ -12,8 +12,8 @@ use vectorgate_adapter_pgvector::{PgVectorConfig, PgVectorStore, SearchPlan};
 use vectorgate_domain::VectorStoreGateway;
 
 use crate::common::{
-    bench_pool, drop_tables, each_size_and_kind, measure_search, print_table, Args, BenchQuery,
-    Data, Dataset, Figure, SearchFigures,
+    bench_pool, drop_tables, each_size_and_kind, measure_search, print_table, round, round3, Args,
+    BenchQuery, Data, Dataset, Figure, SearchFigures,
 };
 
 /// Rounds of each search measurement; the median is reported.
@@ -103,14 +103,14 @@ async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
         let [project, tenant, one, eight] = rounds.map(|r| median(&r));
         let value = json!({
             "rows": args.rows,
-            "index_build_s": r1(index_build_s),
-            "bulk_load_s": r1(report.load.as_secs_f64()),
-            "search_qps": r1(one.qps),
-            "search_qps_8_clients": r1(eight.qps),
-            "recall_at_10": r3(one.recall),
-            "search_p50_ms": r3(one.p50_ms),
-            "search_p99_ms": r3(one.p99_ms),
-            "search_p99_ms_8_clients": r3(eight.p99_ms),
+            "index_build_s": round(index_build_s),
+            "bulk_load_s": round(report.load.as_secs_f64()),
+            "search_qps": round(one.qps),
+            "search_qps_8_clients": round(eight.qps),
+            "recall_at_10": round3(one.recall),
+            "search_p50_ms": round3(one.p50_ms),
+            "search_p99_ms": round3(one.p99_ms),
+            "search_p99_ms_8_clients": round3(eight.p99_ms),
             "project_scope": scope_json(&project, &plans[0], args),
             "tenant_scope": scope_json(&tenant, &plans[1], args),
             "plan": {
@@ -218,17 +218,9 @@ fn scope_json(figures: &SearchFigures, plan: &SearchPlan, args: &Args) -> Value 
         "queries": args.queries / 2,
         "plan": plan_name(plan),
         "plan_reason": plan.reason(),
-        "search_qps": r1(figures.qps),
-        "recall_at_10": r3(figures.recall),
-        "search_p50_ms": r3(figures.p50_ms),
-        "search_p99_ms": r3(figures.p99_ms),
+        "search_qps": round(figures.qps),
+        "recall_at_10": round3(figures.recall),
+        "search_p50_ms": round3(figures.p50_ms),
+        "search_p99_ms": round3(figures.p99_ms),
     })
-}
-
-fn r1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn r3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
