@@ -74,13 +74,7 @@ impl PgVectorStore {
         let op = "plan";
         let config = &self.inner.config;
         let mut conn = self.acquire(op).await?;
-        let max = config.exact_search_max_rows;
-        let (exact, rows_counted) = if max == 0 {
-            (false, 0)
-        } else {
-            let rows = self.count_scope_up_to_limit(&mut conn, scope).await?;
-            (rows <= u64::from(max), rows)
-        };
+        let (exact, rows_counted) = self.choose_exact(&mut conn, scope).await?;
         let explain_sql = format!("EXPLAIN {}", self.search_sql(exact, scope));
         // EXPLAIN does not run the search; any vector of the right dimension plans alike.
         let probe = Vector::from(vec![1.0; config.dimension.get() as usize]);
@@ -102,7 +96,7 @@ impl PgVectorStore {
         Ok(SearchPlan {
             exact,
             rows_counted,
-            exact_search_max_rows: max,
+            exact_search_max_rows: config.exact_search_max_rows,
             vector_index,
             explain,
         })

@@ -157,16 +157,30 @@ impl PgVectorStore {
         if let Some(small) = self.inner.scope_sizes.get(&key) {
             return Ok(small);
         }
-        let rows = self.count_scope_up_to_limit(conn, scope).await?;
-        let small = rows <= u64::from(self.inner.config.exact_search_max_rows);
+        let (small, rows) = self.choose_exact(conn, scope).await?;
         tracing::debug!(scope_rows = rows, exact = small, "search plan choice");
         self.inner.scope_sizes.put(key, small);
         Ok(small)
     }
 
+    /// Whether `scope` is searched exactly now, uncached, and its rows counted up to
+    /// `exact_search_max_rows + 1` (0 when the setting is 0: every scope uses the index).
+    pub(crate) async fn choose_exact(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        scope: &SearchScope,
+    ) -> Result<(bool, u64), GatewayError> {
+        let max = self.inner.config.exact_search_max_rows;
+        if max == 0 {
+            return Ok((false, 0));
+        }
+        let rows = self.count_scope_up_to_limit(conn, scope).await?;
+        Ok((rows <= u64::from(max), rows))
+    }
+
     /// The scope's rows, counted up to `exact_search_max_rows + 1` (a huge tenant costs
     /// no more than a small one).
-    pub(crate) async fn count_scope_up_to_limit(
+    async fn count_scope_up_to_limit(
         &self,
         conn: &mut PoolConnection<Postgres>,
         scope: &SearchScope,
