@@ -129,10 +129,13 @@ pub struct ServerTls {
 }
 
 /// How a Milvus is configured beyond its ports: the shared servers use the default (plain
-/// text); a TLS test starts its own with `tls` set.
+/// text, no authentication); a TLS test starts its own with `tls` set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerSettings {
     pub tls: Option<ServerTls>,
+    /// `common.security.authorizationEnabled`: every call must carry credentials (the
+    /// built-in user `root`, password `Milvus`).
+    pub authorization: bool,
 }
 
 impl ServerSettings {
@@ -141,6 +144,10 @@ impl ServerSettings {
         for (key, value) in SERVER_EXTRA_CONFIG {
             args.push("--extra-config".to_string());
             args.push(format!("{key}={value}"));
+        }
+        if self.authorization {
+            args.push("--extra-config".to_string());
+            args.push("common.security.authorizationEnabled=true".to_string());
         }
         if let Some(tls) = &self.tls {
             args.extend([
@@ -373,12 +380,15 @@ mod tests {
                 server_key: "/p/server.key".into(),
                 ca_pem: "/p/ca.pem".into(),
             }),
+            authorization: true,
         }
         .wrapper_args();
         let at = tls.iter().position(|a| a == "--tls-mode").unwrap();
         assert_eq!(tls[at + 1], "2");
         let at = tls.iter().position(|a| a == "--ca-pem-path").unwrap();
         assert_eq!(tls[at + 1], "/p/ca.pem");
+        assert!(tls.contains(&"common.security.authorizationEnabled=true".to_string()));
+        assert!(!plain.iter().any(|a| a.contains("authorizationEnabled")));
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Drop for Pki {
     }
 }
 
-fn tls_server(from: u16, mode: u8, pki: &TestPki) -> OwnMilvus {
+fn tls_server(from: u16, mode: u8, pki: &TestPki, authorization: bool) -> OwnMilvus {
     let mut server = OwnMilvus::new(from).with_settings(ServerSettings {
         tls: Some(ServerTls {
             mode,
@@ -53,6 +53,7 @@ fn tls_server(from: u16, mode: u8, pki: &TestPki) -> OwnMilvus {
             server_key: pki.server_key.clone(),
             ca_pem: pki.ca_pem.clone(),
         }),
+        authorization,
     });
     server.start(2);
     server
@@ -128,7 +129,7 @@ async fn tls_server_round_trip_and_each_refusal_names_the_uri_and_cause() {
     }
     let pki = Pki::new("vg_tls");
     let other_ca = Pki::new("vg_tls_other");
-    let server = tls_server(24_000, 1, &pki.files);
+    let server = tls_server(24_000, 1, &pki.files, false);
     let https = format!("https://127.0.0.1:{}", server.port());
 
     // The round trip over https:// trusting the throwaway CA; the name checked is the URI's
@@ -167,18 +168,33 @@ async fn tls_server_round_trip_and_each_refusal_names_the_uri_and_cause() {
     refused(tls_to_plain, &["does not speak TLS"]).await;
 }
 
+/// Mutual TLS with authentication on, as a managed Milvus runs: the round trip needs both
+/// the client certificate and the credentials, which every call carries (the collection is
+/// created through the raw gRPC client, the rest through the SDK's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_needs_the_client_certificate() {
     if !milvus_tests_enabled("mutual_tls_needs_the_client_certificate") {
         return;
     }
     let pki = Pki::new("vg_mtls");
-    let server = tls_server(24_600, 2, &pki.files);
+    let server = tls_server(24_600, 2, &pki.files, true);
     let https = format!("https://127.0.0.1:{}", server.port());
 
     let mut with_cert = client(&https, Some(&pki.files.ca_pem));
     with_cert.tls.client_cert_file = Some(pki.files.client_pem.clone());
     with_cert.tls.client_key_file = Some(pki.files.client_key.clone());
+    let mut wrong_password = with_cert.clone();
+    wrong_password.token = Some("root:not-the-password".to_string().into());
+    let err = MilvusStore::new(wrong_password)
+        .unwrap()
+        .ensure_schema()
+        .await
+        .expect_err("wrong credentials are refused");
+    let line = err.to_string();
+    println!("wrong password: {line}");
+    assert!(!line.contains("not-the-password"), "never printed: {line}");
+    assert!(line.to_ascii_lowercase().contains("auth"), "{line}");
+    with_cert.token = Some("root:Milvus".to_string().into());
     round_trip(with_cert).await;
 
     // Without one: the server's alert, or (TLS 1.3 refuses after the handshake) the
