@@ -54,6 +54,46 @@ impl Consistency {
     }
 }
 
+/// How a new collection spreads its rows over partitions (`MILVUS_PARTITION_KEY`).
+///
+/// Parsed case-insensitively; an unknown name is a configuration error about
+/// `MILVUS_PARTITION_KEY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Display, EnumString, IntoStaticStr)]
+#[strum(
+    serialize_all = "lowercase",
+    ascii_case_insensitive,
+    parse_err_ty = GatewayError,
+    parse_err_fn = unknown_partition_key
+)]
+pub enum PartitionKey {
+    /// `tenant_id` is Milvus's partition key: rows are hashed by tenant into
+    /// `num_partitions` partitions, and a search (always filtered by tenant) reads only the
+    /// partition holding its tenant. Refused on Milvus before 2.4, whose upsert puts such
+    /// rows in the wrong partition ([`crate::CollectionLayout::check_server`]).
+    Tenant,
+    /// No partition key: every search reads every segment of the collection. The default,
+    /// because the one server this project can test (2.3.5) cannot keep keyed rows.
+    #[default]
+    None,
+}
+
+fn unknown_partition_key(value: &str) -> GatewayError {
+    GatewayError::configuration("MILVUS_PARTITION_KEY", value, PartitionKey::ACCEPTED)
+}
+
+impl PartitionKey {
+    pub const ACCEPTED: &'static str = "tenant or none";
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Partitions of a partition-key collection when `MILVUS_NUM_PARTITIONS` is unset.
+pub const DEFAULT_NUM_PARTITIONS: u32 = 64;
+/// Milvus's own cap on partitions per collection (`rootCoord.maxPartitionNum`).
+pub const MAX_NUM_PARTITIONS: u32 = 4096;
+
 /// Connection, collection and index settings of [`crate::MilvusStore`].
 ///
 /// `Debug` never prints the password or token (they are [`SecretString`]s).
@@ -96,6 +136,14 @@ pub struct MilvusConfig {
     /// and refuses to move a chunk to another tenant. Best effort: Milvus has no
     /// transactions, so a move racing that read is not caught.
     pub allow_tenant_move: bool,
+    /// Partition key of a collection this adapter creates. `None` (unset): the default
+    /// ([`PartitionKey::None`]) for a new collection, and an existing one is accepted
+    /// whatever its layout. Given
+    /// explicitly, an existing collection with another layout is refused.
+    pub partition_key: Option<PartitionKey>,
+    /// Partitions of a new partition-key collection; checked against an existing one only
+    /// when `partition_key` is given.
+    pub num_partitions: u32,
 }
 
 impl MilvusConfig {
@@ -125,6 +173,8 @@ impl MilvusConfig {
             batch_size: Self::DEFAULT_BATCH_SIZE,
             upsert_concurrency: Self::DEFAULT_UPSERT_CONCURRENCY,
             allow_tenant_move: false,
+            partition_key: None,
+            num_partitions: DEFAULT_NUM_PARTITIONS,
         }
     }
 

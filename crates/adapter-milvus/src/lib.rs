@@ -8,7 +8,10 @@
 //! types, `MockMilvusApi` and `MilvusStore::with_client`) is exported for unit tests.
 //!
 //! Modules (private):
-//! - `config`: [`MilvusConfig`], [`Consistency`] and how index/search defaults are derived.
+//! - `config`: [`MilvusConfig`], [`Consistency`], [`PartitionKey`] and how index/search
+//!   defaults are derived.
+//! - `layout`: [`CollectionLayout`], the partition key a new collection gets, and when an
+//!   existing collection's layout is refused.
 //! - `address`: [`MilvusUri`] (`http://`/`https://` host and port) and [`MilvusTls`] (CA,
 //!   server name, client identity), their files read and checked before any connection.
 //! - `client`: our own small trait over exactly the SDK calls we make (`MilvusApi`) and its
@@ -45,17 +48,27 @@
 //! - Replies over 4 MB are refused by tonic's default decoder (the SDK does not raise it):
 //!   queries that return vectors are sized to stay under 3 MB.
 //! - A loaded partition must be released before it is dropped.
+//! - Partition key: the v1 schema conversion always clears `is_partition_key`, so
+//!   collections are created through the crate's generated gRPC client (`milvus::proto`)
+//!   with the same endpoint and credentials; everything else stays on v1. Milvus 2.3.5's
+//!   upsert routes keyed rows by primary key, so a key is refused before 2.4
+//!   ([`CollectionLayout::check_server`]).
 //! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
 mod address;
 mod client;
 mod config;
+mod layout;
 mod queries;
 mod schema;
 mod store;
 
 pub use address::{MilvusTls, MilvusUri};
-pub use config::{check_token, Consistency, MilvusConfig, MAX_NLIST};
+pub use config::{
+    check_token, Consistency, MilvusConfig, PartitionKey, DEFAULT_NUM_PARTITIONS, MAX_NLIST,
+    MAX_NUM_PARTITIONS,
+};
+pub use layout::CollectionLayout;
 pub use schema::{
     validate_collection_name, MilvusSchemaManager, COLLECTION_ACCEPTED, FIELD_CHUNK_ID,
     FIELD_EMBEDDING, FIELD_PROJECT_ID, FIELD_TENANT_ID,
@@ -65,6 +78,6 @@ pub use store::{MilvusRow, MilvusStore};
 /// The client seam, for unit tests that build a [`MilvusStore`] over a mock.
 #[cfg(any(test, feature = "mock"))]
 pub use client::{
-    Column, ColumnBatch, FieldKind, FieldSpec, IndexSpec, LoadStatus, MilvusApi, MockMilvusApi,
-    QueryCall, RawHit, Rows, SearchCall, SegmentInfo,
+    CollectionDescription, Column, ColumnBatch, FieldKind, FieldSpec, IndexSpec, LoadStatus,
+    MilvusApi, MockMilvusApi, QueryCall, RawHit, Rows, SearchCall, SegmentInfo,
 };

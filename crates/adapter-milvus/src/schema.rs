@@ -7,8 +7,11 @@ use vectorgate_domain::{
     CollectionStatus, Dimension, GatewayError, Metric, ProjectId, StoreKind, TenantId,
 };
 
-use crate::client::{FieldKind, FieldSpec, IndexSpec, LoadStatus, MilvusApi};
-use crate::config::{Consistency, MilvusConfig};
+use crate::client::{
+    CollectionDescription, FieldKind, FieldSpec, IndexSpec, LoadStatus, MilvusApi,
+};
+use crate::config::{Consistency, MilvusConfig, PartitionKey};
+use crate::layout::CollectionLayout;
 use crate::queries;
 
 pub const FIELD_CHUNK_ID: &str = "chunk_id";
@@ -22,13 +25,15 @@ pub const INDEX_TYPE: &str = "IVF_FLAT";
 
 const STORE: StoreKind = StoreKind::Milvus;
 
-/// The fields the adapter stores, in order.
-pub fn expected_fields(dimension: Dimension) -> Vec<FieldSpec> {
+/// The fields the adapter stores, in order, `tenant_id` marked as the partition key when
+/// the layout has one.
+pub fn expected_fields(dimension: Dimension, partition_key: PartitionKey) -> Vec<FieldSpec> {
     let int = |name: &str, primary: bool| FieldSpec {
         name: name.to_string(),
         kind: FieldKind::Int64,
         primary,
         auto_id: false,
+        partition_key: name == FIELD_TENANT_ID && partition_key == PartitionKey::Tenant,
     };
     vec![
         int(FIELD_CHUNK_ID, true),
@@ -41,6 +46,7 @@ pub fn expected_fields(dimension: Dimension) -> Vec<FieldSpec> {
             },
             primary: false,
             auto_id: false,
+            partition_key: false,
         },
     ]
 }
@@ -111,16 +117,22 @@ impl MilvusSchemaManager {
         // an error, finds the collection there and verifies it like any existing one.
         let mut created = false;
         if !self.api.has_collection(name).await? {
+            let layout = CollectionLayout::for_new_collection(&self.config);
+            if layout.partition_key != PartitionKey::None {
+                layout.check_server(&self.api.server_version().await?, name)?;
+            }
             tracing::info!(
                 collection = name,
                 dimension = self.config.dimension.get(),
                 metric = %self.config.metric,
                 nlist = self.config.effective_nlist(),
+                %layout,
                 "creating collection"
             );
+            let fields = expected_fields(self.config.dimension, layout.partition_key);
             match self
                 .api
-                .create_collection(name, &expected_fields(self.config.dimension))
+                .create_collection(name, &fields, layout.num_partitions)
                 .await
             {
                 Ok(()) => created = true,
@@ -153,13 +165,18 @@ impl MilvusSchemaManager {
         Ok(())
     }
 
-    /// Compares an existing collection's fields and index metric with the configuration;
-    /// `SchemaMismatch` naming both sides when they differ (nothing is changed). Returns how
-    /// many indexes the vector field has.
+    /// Compares an existing collection's fields, layout and index metric with the
+    /// configuration; `SchemaMismatch` naming both sides when they differ (nothing is
+    /// changed). Returns how many indexes the vector field has.
     async fn verify_existing(&self) -> Result<usize, GatewayError> {
         let name = self.collection();
         let found = self.api.describe_collection(name).await?;
-        let mut differences = field_differences(&expected_fields(self.config.dimension), &found);
+        let mut differences = self.differences(&found);
+        let layout = CollectionLayout::of(&found);
+        tracing::info!(collection = name, %layout, "collection layout");
+        if differences.is_empty() && layout.partition_key != PartitionKey::None {
+            layout.check_server(&self.api.server_version().await?, name)?;
+        }
         let indexes = self.api.describe_index(name, FIELD_EMBEDDING).await?;
         if let Some(index) = indexes.first() {
             if !index
@@ -268,8 +285,9 @@ impl MilvusSchemaManager {
             return Ok(status);
         }
         status.exists = true;
-        let fields = self.api.describe_collection(name).await?;
-        status.dimension = fields.iter().find_map(|f| match f.kind {
+        let described = self.api.describe_collection(name).await?;
+        status.layout = Some(CollectionLayout::of(&described).to_string());
+        status.dimension = described.fields.iter().find_map(|f| match f.kind {
             FieldKind::FloatVector { dim } if f.name == FIELD_EMBEDDING => Some(dim),
             _ => None,
         });
@@ -308,8 +326,17 @@ impl MilvusSchemaManager {
             return Ok(None);
         }
         let found = self.api.describe_collection(name).await?;
-        let differences = field_differences(&expected_fields(self.config.dimension), &found);
+        let differences = self.differences(&found);
         Ok((!differences.is_empty()).then(|| differences.join("; ")))
+    }
+
+    /// Fields (the partition-key flag aside) and the layout the settings name explicitly.
+    fn differences(&self, found: &CollectionDescription) -> Vec<String> {
+        let layout = CollectionLayout::of(found);
+        let expected = expected_fields(self.config.dimension, layout.partition_key);
+        let mut differences = field_differences(&expected, &found.fields);
+        differences.extend(layout.difference(&self.config));
+        differences
     }
 }
 
@@ -378,12 +405,15 @@ mod tests {
             .in_sequence(&mut seq)
             .returning(|_| Ok(false));
         api.expect_create_collection()
-            .withf(|name, fields| {
-                name == "knowledge_chunks" && fields == expected_fields(Dimension::new(4).unwrap())
+            .withf(|name, fields, partitions| {
+                name == "knowledge_chunks"
+                    && fields == expected_fields(Dimension::new(4).unwrap(), PartitionKey::None)
+                    && !fields.iter().any(|f| f.partition_key)
+                    && *partitions == 0
             })
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(()));
         api.expect_create_index()
             .withf(|name, index| {
                 name == "knowledge_chunks"
@@ -414,9 +444,12 @@ mod tests {
         let mut api = MockMilvusApi::new();
         api.expect_has_collection().returning(|_| Ok(true));
         api.expect_describe_collection().returning(|_| {
-            let mut fields = expected_fields(Dimension::new(8).unwrap());
+            let mut fields = expected_fields(Dimension::new(8).unwrap(), PartitionKey::None);
             fields.retain(|f| f.name != FIELD_PROJECT_ID);
-            Ok(fields)
+            Ok(CollectionDescription {
+                fields,
+                num_partitions: 0,
+            })
         });
         api.expect_describe_index().returning(|_, _| {
             Ok(vec![IndexSpec {
@@ -425,7 +458,9 @@ mod tests {
             }])
         });
         // No create/drop/load expectations: calling any of them fails the test.
-        let manager = MilvusSchemaManager::new(Arc::new(api), config());
+        let mut keyed = (*config()).clone();
+        keyed.partition_key = Some(PartitionKey::Tenant);
+        let manager = MilvusSchemaManager::new(Arc::new(api), Arc::new(keyed));
         let err = manager.ensure_collection().await.unwrap_err();
         match err {
             GatewayError::SchemaMismatch {
@@ -446,24 +481,91 @@ mod tests {
                     details.contains("index metric: expected IP, found L2"),
                     "{details}"
                 );
+                assert!(
+                    details.contains(
+                        "layout: expected partition key tenant_id, 64 partitions, \
+                         found no partition key"
+                    ),
+                    "{details}"
+                );
             }
             other => panic!("expected SchemaMismatch, got {other:?}"),
         }
     }
 
+    /// With `MILVUS_PARTITION_KEY` unset, a collection made before partition keys (or by
+    /// another tool) is served as it is.
     #[tokio::test]
-    async fn a_matching_loaded_collection_needs_no_change() {
-        let mut api = MockMilvusApi::new();
-        api.expect_has_collection().returning(|_| Ok(true));
-        api.expect_describe_collection()
-            .returning(|_| Ok(expected_fields(Dimension::new(4).unwrap())));
-        api.expect_describe_index()
-            .withf(|name, field| name == "knowledge_chunks" && field == "embedding")
-            .returning(|_, _| Ok(vec![expected_index(&config())]));
-        api.expect_load_status()
+    async fn a_matching_loaded_collection_needs_no_change_whatever_its_layout() {
+        for key in [PartitionKey::Tenant, PartitionKey::None] {
+            let mut api = MockMilvusApi::new();
+            api.expect_has_collection().returning(|_| Ok(true));
+            api.expect_describe_collection().returning(move |_| {
+                Ok(CollectionDescription {
+                    fields: expected_fields(Dimension::new(4).unwrap(), key),
+                    num_partitions: if key == PartitionKey::Tenant { 16 } else { 0 },
+                })
+            });
+            api.expect_describe_index()
+                .withf(|name, field| name == "knowledge_chunks" && field == "embedding")
+                .returning(|_, _| Ok(vec![expected_index(&config())]));
+            api.expect_load_status()
+                .returning(|_| Ok(LoadStatus::Loaded));
+            api.expect_server_version()
+                .returning(|| Ok("v2.4.0".to_string()));
+            let manager = MilvusSchemaManager::new(Arc::new(api), config());
+            manager.ensure_collection().await.unwrap();
+        }
+    }
+
+    /// A partition key is declared only where the server keeps keyed rows where a filtered
+    /// read looks for them; elsewhere nothing is created.
+    #[tokio::test]
+    async fn a_tenant_key_is_created_on_a_server_that_routes_by_it_and_refused_elsewhere() {
+        let mut keyed = (*config()).clone();
+        keyed.partition_key = Some(PartitionKey::Tenant);
+        keyed.num_partitions = 16;
+        let keyed = Arc::new(keyed);
+
+        let mut old = MockMilvusApi::new();
+        old.expect_has_collection().returning(|_| Ok(false));
+        old.expect_server_version()
+            .returning(|| Ok("v2.3.5".to_string()));
+        // No create expectation: creating anything fails the test.
+        let err = MilvusSchemaManager::new(Arc::new(old), keyed.clone())
+            .ensure_collection()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::SchemaMismatch { details, .. }
+                if details.contains("v2.3.5") && details.contains("MILVUS_PARTITION_KEY=none")),
+            "{err}"
+        );
+
+        let mut newer = MockMilvusApi::new();
+        newer.expect_has_collection().returning(|_| Ok(false));
+        newer
+            .expect_server_version()
+            .returning(|| Ok("v2.4.5".to_string()));
+        newer
+            .expect_create_collection()
+            .withf(|_, fields, partitions| {
+                fields.iter().filter(|f| f.partition_key).count() == 1
+                    && fields
+                        .iter()
+                        .any(|f| f.name == "tenant_id" && f.partition_key)
+                    && *partitions == 16
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        newer.expect_create_index().returning(|_, _| Ok(()));
+        newer
+            .expect_load_status()
             .returning(|_| Ok(LoadStatus::Loaded));
-        let manager = MilvusSchemaManager::new(Arc::new(api), config());
-        manager.ensure_collection().await.unwrap();
+        MilvusSchemaManager::new(Arc::new(newer), keyed)
+            .ensure_collection()
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use support::*;
-use vectorgate_adapter_milvus::{MilvusSchemaManager, MilvusStore};
+use vectorgate_adapter_milvus::{MilvusSchemaManager, MilvusStore, PartitionKey};
 use vectorgate_domain::{
     DeleteRequest, Embedding, GatewayError, Metric, ScanFilter, SearchRequest, SearchScope, TopK,
     VectorStoreGateway,
@@ -287,6 +287,92 @@ async fn schema_mismatch_is_refused_and_the_collection_left_untouched() {
     assert_eq!(status.metric, Some(Metric::Ip));
 }
 
+/// With `MILVUS_PARTITION_KEY` unset an existing collection is served with whatever layout
+/// it has; given explicitly, another layout is refused and nothing is changed.
+#[tokio::test]
+async fn a_layout_named_explicitly_is_checked_and_an_unset_one_accepts_the_existing() {
+    if !milvus_tests_enabled(
+        "a_layout_named_explicitly_is_checked_and_an_unset_one_accepts_the_existing",
+    ) {
+        return;
+    }
+    let mut unkeyed = config("vg_layout");
+    unkeyed.partition_key = Some(PartitionKey::None);
+    let (store, _guard) = store_with(unkeyed);
+    store.ensure_schema().await.unwrap();
+    store
+        .upsert_vectors(&[record(1, 1, 1, axis(0)), record(2, 2, 1, axis(1))])
+        .await
+        .unwrap();
+    let layout = |store: &MilvusStore| {
+        let store = store.clone();
+        async move {
+            let health = store.health().await.unwrap();
+            health.stores[0].collection.clone().unwrap().layout.unwrap()
+        }
+    };
+    assert_eq!(layout(&store).await, "no partition key");
+
+    let mut keyed = store.config().clone();
+    keyed.partition_key = Some(PartitionKey::Tenant);
+    let err = MilvusStore::new(keyed)
+        .unwrap()
+        .ensure_schema()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GatewayError::SchemaMismatch { details, .. } if details.contains(
+            "layout: expected partition key tenant_id, 64 partitions, found no partition key"
+        )),
+        "{err}"
+    );
+
+    // A new keyed collection is refused on this server (2.3.5: its upsert misroutes keyed
+    // rows), before anything is created.
+    let mut keyed_new = config("vg_layout_keyed");
+    keyed_new.partition_key = Some(PartitionKey::Tenant);
+    let (refused, _keyed_guard) = store_with(keyed_new);
+    let result = refused.ensure_schema().await;
+    let version = refused.server_version().await.unwrap();
+    if version.starts_with("v2.3") {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::SchemaMismatch { details, .. }
+                if details.contains("wrong partition") && details.contains("MILVUS_PARTITION_KEY=none")),
+            "{err}"
+        );
+        let health = refused.health().await.unwrap();
+        assert!(
+            !health.stores[0].collection.as_ref().unwrap().exists,
+            "nothing was created"
+        );
+    } else {
+        result.unwrap();
+        assert_eq!(
+            layout(&refused).await,
+            "partition key tenant_id, 64 partitions"
+        );
+    }
+
+    let mut unset = store.config().clone();
+    unset.partition_key = None;
+    let served = MilvusStore::new(unset).unwrap();
+    served.ensure_schema().await.unwrap();
+    let hits = served
+        .search(&SearchRequest::new(
+            SearchScope::tenant(tenant(2)),
+            axis(1),
+            top(5),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.chunk_id.get()).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(layout(&served).await, "no partition key", "nothing changed");
+}
+
 #[tokio::test]
 async fn recreate_replaces_a_mismatched_collection() {
     if !milvus_tests_enabled("recreate_replaces_a_mismatched_collection") {
@@ -313,7 +399,12 @@ async fn partition_helpers_create_list_and_drop() {
     if !milvus_tests_enabled("partition_helpers_create_list_and_drop") {
         return;
     }
-    let (store, _guard) = fresh_store("vg_partitions").await;
+    // Named partitions and a partition key exclude each other in Milvus: the helpers serve
+    // collections without a key.
+    let mut unkeyed = config("vg_partitions");
+    unkeyed.partition_key = Some(PartitionKey::None);
+    let (store, _guard) = store_with(unkeyed);
+    store.ensure_schema().await.unwrap();
     let schema = store.schema();
     let name = schema
         .ensure_partition(tenant(7), project(3))
@@ -419,6 +510,11 @@ async fn health_reports_version_collection_index_load_and_rows() {
         Some(store.config().effective_nlist().to_string().as_str())
     );
     assert_eq!(c.row_count, Some(2));
+    assert_eq!(
+        c.layout.as_deref(),
+        Some("no partition key"),
+        "a new collection has no partition key by default"
+    );
 
     // A collection that does not exist is reported, not an error.
     let missing = MilvusStore::new(config("vg_health_missing")).unwrap();

@@ -43,6 +43,7 @@ impl PgVectorStore {
             ));
         } else {
             problems.extend(schema::mismatches(&info, config));
+            collection.layout = Some(info.layout.clone());
             collection.dimension = info.dimension();
             collection.metric = info.metric();
             match info.vector_indexes.first() {

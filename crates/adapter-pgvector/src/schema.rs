@@ -36,6 +36,9 @@ pub(crate) struct VectorIndexInfo {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TableInfo {
     pub exists: bool,
+    /// `one table`, or `partitioned by LIST (tenant_id), 4 partitions` for a table an
+    /// operator partitioned (health reports it; the store serves either).
+    pub layout: String,
     pub columns: Vec<ColumnInfo>,
     pub vector_indexes: Vec<VectorIndexInfo>,
 }
@@ -65,17 +68,23 @@ pub(crate) async fn inspect(
     conn: &mut PgConnection,
     table: &str,
 ) -> Result<TableInfo, sqlx::Error> {
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_class c \
+    let found: Option<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT pg_get_partkeydef(c.oid), \
+                (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid) \
+         FROM pg_class c \
          WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace \
-         AND c.relkind IN ('r', 'p'))",
+         AND c.relkind IN ('r', 'p')",
     )
     .bind(table)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    if !exists {
+    let Some((partition_key, partitions)) = found else {
         return Ok(TableInfo::default());
-    }
+    };
+    let layout = match partition_key {
+        Some(key) => format!("partitioned by {key}, {partitions} partitions"),
+        None => "one table".to_string(),
+    };
     // The relation is looked up in current_schema(), where CREATE TABLE puts it.
     let columns = sqlx::query(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypmod \
@@ -126,6 +135,7 @@ pub(crate) async fn inspect(
     .collect();
     Ok(TableInfo {
         exists: true,
+        layout,
         columns,
         vector_indexes,
     })

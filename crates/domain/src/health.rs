@@ -62,4 +62,8 @@ pub struct CollectionStatus {
     /// indexed segments); the rest are searched without it until their segment seals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indexed_rows: Option<u64>,
+    /// How rows are spread over partitions (e.g. `partition key tenant_id, 64 partitions`,
+    /// `one table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
 }

@@ -1,15 +1,22 @@
 //! The lazily made connection: nothing touches the network until the first call, then one
-//! SDK client is shared by every call (tonic multiplexes them over one channel).
+//! SDK client is shared by every call (tonic multiplexes them over one channel). A second,
+//! raw gRPC client serves the one call the SDK's v1 client cannot make (creating a
+//! collection with a partition key).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use base64::Engine;
 use milvus::client::Client;
+use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use vectorgate_domain::GatewayError;
 
 use super::error::{error_chain, map_error, tls_hint};
@@ -78,16 +85,25 @@ impl<T: Send + Sync> LazyConnection<T> {
 pub struct LazyClient {
     endpoint: String,
     connection: LazyConnection<Client>,
+    raw: LazyConnection<RawClient>,
 }
+
+/// The generated gRPC client, with the headers the SDK's client would send.
+pub(super) type RawClient = MilvusServiceClient<InterceptedService<Channel, Headers>>;
 
 impl LazyClient {
     pub fn new(config: &MilvusConfig) -> Self {
-        let config = config.clone();
+        let sdk_config = config.clone();
+        let raw_config = config.clone();
         Self {
             endpoint: config.endpoint(),
             connection: LazyConnection::new(move || {
-                let config = config.clone();
+                let config = sdk_config.clone();
                 async move { connect(&config).await }
+            }),
+            raw: LazyConnection::new(move || {
+                let config = raw_config.clone();
+                async move { connect_raw(&config) }
             }),
         }
     }
@@ -95,6 +111,11 @@ impl LazyClient {
     /// The connected SDK client (connecting on first use); only `SdkMilvusApi` calls it.
     pub(super) async fn client(&self) -> Result<&Client, GatewayError> {
         self.connection.get().await
+    }
+
+    /// The raw gRPC client, for calls the SDK's client cannot make.
+    pub(super) async fn raw(&self) -> Result<RawClient, GatewayError> {
+        self.raw.get().await.cloned()
     }
 
     pub fn endpoint(&self) -> &str {
@@ -139,6 +160,70 @@ async fn connect(config: &MilvusConfig) -> Result<Client, GatewayError> {
     }
     tracing::info!(endpoint = %uri, "connected to Milvus");
     Ok(client)
+}
+
+/// The raw client connects on its first call; it is used only after the SDK's client has
+/// reached the server, so a connection failure shows there first, with its own message.
+fn connect_raw(config: &MilvusConfig) -> Result<RawClient, GatewayError> {
+    let channel = endpoint(config)?
+        .timeout(config.call_timeout)
+        .connect_lazy();
+    Ok(MilvusServiceClient::with_interceptor(
+        channel,
+        Headers::new(config)?,
+    ))
+}
+
+/// What the SDK's client sends with every call: `base64(user:password)` as `authorization`,
+/// and the database as `dbname`. The credential is marked sensitive (never logged by tonic).
+#[derive(Clone)]
+pub(super) struct Headers {
+    authorization: Option<MetadataValue<Ascii>>,
+    database: Option<MetadataValue<Ascii>>,
+}
+
+impl Headers {
+    fn new(config: &MilvusConfig) -> Result<Self, GatewayError> {
+        let authorization = match credentials(config)? {
+            (Some(user), Some(password)) => {
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let mut value = MetadataValue::try_from(token).map_err(|_| {
+                    GatewayError::configuration("MILVUS_TOKEN", "<redacted>", "ASCII credentials")
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            _ => None,
+        };
+        let database = match &config.database {
+            Some(name) => Some(MetadataValue::try_from(name.as_str()).map_err(|_| {
+                GatewayError::configuration("MILVUS_DATABASE", name, "an ASCII database name")
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            authorization,
+            database,
+        })
+    }
+}
+
+impl Interceptor for Headers {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        if let Some(value) = &self.database {
+            request.metadata_mut().insert("dbname", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// The gRPC endpoint the SDK's client connects through: plain for `http://`; for

@@ -57,6 +57,16 @@ pub struct FieldSpec {
     pub kind: FieldKind,
     pub primary: bool,
     pub auto_id: bool,
+    /// Milvus's partition key: rows are hashed into the collection's partitions by it.
+    pub partition_key: bool,
+}
+
+/// A collection as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionDescription {
+    pub fields: Vec<FieldSpec>,
+    /// Partitions a partition-key collection was created with (0 without a key).
+    pub num_partitions: u32,
 }
 
 /// An index to create, or as described by the server.
@@ -169,11 +179,17 @@ pub struct Rows {
 pub trait MilvusApi: Send + Sync {
     async fn server_version(&self) -> Result<String, GatewayError>;
     async fn has_collection(&self, collection: &str) -> Result<bool, GatewayError>;
-    async fn describe_collection(&self, collection: &str) -> Result<Vec<FieldSpec>, GatewayError>;
+    async fn describe_collection(
+        &self,
+        collection: &str,
+    ) -> Result<CollectionDescription, GatewayError>;
+    /// Creates the collection; `num_partitions` counts only when a field is the partition
+    /// key.
     async fn create_collection(
         &self,
         collection: &str,
         fields: &[FieldSpec],
+        num_partitions: u32,
     ) -> Result<(), GatewayError>;
     async fn drop_collection(&self, collection: &str) -> Result<(), GatewayError>;
     /// Indexes on a field; empty when there is none.

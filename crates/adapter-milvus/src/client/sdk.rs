@@ -10,19 +10,20 @@ use milvus::client::{Client, ConsistencyLevel};
 use milvus::data::FieldColumn;
 use milvus::index::{IndexParams, IndexType, MetricType};
 use milvus::mutate::DeleteOptions;
-use milvus::options::CreateCollectionOptions;
-use milvus::proto::common::LoadState;
+use milvus::proto::common::{LoadState, MsgBase, MsgType};
+use milvus::proto::milvus::CreateCollectionRequest;
 use milvus::query::{QueryOptions, SearchOptions};
 use milvus::schema::{CollectionSchemaBuilder, FieldSchema};
 use milvus::value::{Value, ValueVec};
+use prost::Message;
 use vectorgate_domain::GatewayError;
 
 use super::connect::LazyClient;
 use super::error::map_error;
 use super::fence::SessionFence;
 use super::{
-    Column, ColumnBatch, FieldKind, FieldSpec, IndexSpec, LoadStatus, MilvusApi, QueryCall, RawHit,
-    Rows, SearchCall, SegmentInfo, STORE,
+    CollectionDescription, Column, ColumnBatch, FieldKind, FieldSpec, IndexSpec, LoadStatus,
+    MilvusApi, QueryCall, RawHit, Rows, SearchCall, SegmentInfo, STORE,
 };
 use crate::config::{Consistency, MilvusConfig};
 
@@ -130,18 +131,23 @@ impl MilvusApi for SdkMilvusApi {
             .map_err(self.err("has collection"))
     }
 
-    async fn describe_collection(&self, collection: &str) -> Result<Vec<FieldSpec>, GatewayError> {
+    async fn describe_collection(
+        &self,
+        collection: &str,
+    ) -> Result<CollectionDescription, GatewayError> {
         let described = self
             .client()
             .await?
             .describe_collection(collection)
             .await
             .map_err(self.err("describe collection"))?;
-        Ok(described
+        let fields = described
             .schema
             .fields
             .into_iter()
             .map(|proto| {
+                // The SDK's own field type drops the partition-key flag: read it first.
+                let partition_key = proto.is_partition_key;
                 let field = FieldSchema::from(proto);
                 let kind = match field.dtype {
                     milvus::proto::schema::DataType::Int64 => FieldKind::Int64,
@@ -155,29 +161,67 @@ impl MilvusApi for SdkMilvusApi {
                     kind,
                     primary: field.is_primary,
                     auto_id: field.auto_id,
+                    partition_key,
                 }
             })
-            .collect())
+            .collect::<Vec<_>>();
+        let keyed = fields.iter().any(|f| f.partition_key);
+        Ok(CollectionDescription {
+            fields,
+            num_partitions: if keyed {
+                u32::try_from(described.num_partitions).unwrap_or(0)
+            } else {
+                0
+            },
+        })
     }
 
+    /// Made through the raw gRPC client: the SDK's v1 schema conversion always clears the
+    /// partition-key flag. The SDK still builds and checks the schema.
     async fn create_collection(
         &self,
         collection: &str,
         fields: &[FieldSpec],
+        num_partitions: u32,
     ) -> Result<(), GatewayError> {
         let mut builder = CollectionSchemaBuilder::new(collection, "vectorgate embeddings");
         for field in fields {
             builder.add_field(sdk_field(field)?);
         }
-        let schema = builder.build().map_err(self.err("create collection"))?;
-        // The collection's own default only matters to clients that send no level; ours
-        // always send one. Session is the least surprising default for other clients too.
-        let options = CreateCollectionOptions::with_consistency_level(ConsistencyLevel::Session);
-        self.client()
+        let mut schema: milvus::proto::schema::CollectionSchema = builder
+            .build()
+            .map_err(self.err("create collection"))?
+            .into();
+        for proto in &mut schema.fields {
+            proto.is_partition_key = fields
+                .iter()
+                .any(|f| f.name == proto.name && f.partition_key);
+        }
+        let keyed = schema.fields.iter().any(|f| f.is_partition_key);
+        let request = CreateCollectionRequest {
+            base: Some(MsgBase::new(MsgType::CreateCollection)),
+            collection_name: collection.to_string(),
+            schema: schema.encode_to_vec(),
+            // The collection's own default only matters to clients that send no level; ours
+            // always send one. Session is the least surprising default for other clients too.
+            consistency_level: consistency_level(Consistency::Session),
+            num_partitions: if keyed { i64::from(num_partitions) } else { 0 },
+            ..Default::default()
+        };
+        let status = self
+            .lazy_client
+            .raw()
             .await?
-            .create_collection(schema, Some(options))
+            .create_collection(request)
             .await
-            .map_err(self.err("create collection"))
+            .map_err(|status| self.err("create collection")(status.into()))?
+            .into_inner();
+        #[allow(deprecated)] // Milvus 2.3 fills both codes; lite only `code`.
+        let failed = status.code != 0 || status.error_code != 0;
+        if failed {
+            return Err(self.err("create collection")(status.into()));
+        }
+        Ok(())
     }
 
     async fn drop_collection(&self, collection: &str) -> Result<(), GatewayError> {

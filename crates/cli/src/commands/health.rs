@@ -214,6 +214,9 @@ fn print_text(report: &Report) {
                     if c.exists { "exists" } else { "missing" }
                 ),
             ));
+            if let Some(layout) = &c.layout {
+                lines.push(("layout", layout.clone()));
+            }
             if let Some(dim) = c.dimension {
                 lines.push(("dimension", dim.to_string()));
             }

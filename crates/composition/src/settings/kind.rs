@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use vectorgate_adapter_milvus::{Consistency, MilvusUri};
+use vectorgate_adapter_milvus::{Consistency, MilvusUri, PartitionKey};
 use vectorgate_adapter_pgvector::{DatabaseUrl, IndexKind, IndexPrecision};
 use vectorgate_domain::{Dimension, GatewayError, Metric};
 
@@ -210,5 +210,6 @@ choice_values!(
     Metric,
     Consistency,
     IndexKind,
-    IndexPrecision
+    IndexPrecision,
+    PartitionKey
 );

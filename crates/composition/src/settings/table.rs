@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 
-use vectorgate_adapter_milvus::{Consistency, MilvusConfig, MilvusUri};
+use vectorgate_adapter_milvus::{Consistency, MilvusConfig, MilvusUri, PartitionKey};
 use vectorgate_adapter_pgvector::{
     limits, validate_identifier, DatabaseUrl, IndexKind, IndexPrecision, IDENTIFIER_ACCEPTED,
 };
@@ -475,6 +475,29 @@ pub static MILVUS_UPSERT_CONCURRENCY: Var<usize> = Var::new(
     |s, v| s.milvus.upsert_concurrency = v,
 );
 
+pub static MILVUS_PARTITION_KEY: Var<PartitionKey> = Var::new(
+    "MILVUS_PARTITION_KEY",
+    Kind::Choice {
+        accepted: PartitionKey::ACCEPTED,
+    },
+    "partition key of a new collection (tenant: a search reads only its tenant's \
+     partition; refused on Milvus before 2.4, whose upsert misroutes keyed rows); when set, \
+     an existing collection with another layout is refused",
+    |s| s.milvus.partition_key,
+    |s, v| s.milvus.partition_key = Some(v),
+)
+.default_doc(DefaultDoc::Text(
+    "none for a new collection; an existing one keeps its layout",
+));
+
+pub static MILVUS_NUM_PARTITIONS: Var<u32> = Var::new(
+    "MILVUS_NUM_PARTITIONS",
+    Kind::int(1, vectorgate_adapter_milvus::MAX_NUM_PARTITIONS as u64),
+    "partitions the tenants are hashed into (partition key tenant only)",
+    |s| Some(s.milvus.num_partitions),
+    |s, v| s.milvus.num_partitions = v,
+);
+
 pub static DUAL_READ_FROM: Var<ReadFrom> = Var::new(
     "DUAL_READ_FROM",
     Kind::Choice {
@@ -604,6 +627,8 @@ pub static VARIABLES: &[&dyn Variable] = &[
     &MILVUS_CONNECT_TIMEOUT_MS,
     &MILVUS_CALL_TIMEOUT_MS,
     &MILVUS_UPSERT_CONCURRENCY,
+    &MILVUS_PARTITION_KEY,
+    &MILVUS_NUM_PARTITIONS,
     &DUAL_READ_FROM,
     &DUAL_SHADOW_READ_RATE,
     &DUAL_OUTBOX_TABLE,
