@@ -54,7 +54,13 @@ impl CollectionLayout {
     pub fn difference(&self, config: &MilvusConfig) -> Option<String> {
         config.partition_key?;
         let expected = Self::for_new_collection(config);
-        (expected != *self).then(|| format!("layout: expected {expected}, found {self}"))
+        (expected != *self).then(|| {
+            format!(
+                "layout: expected {expected}, found {self} (MILVUS_PARTITION_KEY, \
+                 MILVUS_NUM_PARTITIONS; unset MILVUS_PARTITION_KEY to serve the collection \
+                 as it is)"
+            )
+        })
     }
 }
 
@@ -171,18 +177,21 @@ mod tests {
         for found in [keyed, unkeyed] {
             assert_eq!(found.difference(&config(None, None)), None, "{found}");
         }
-        assert_eq!(
-            unkeyed
-                .difference(&config(Some(PartitionKey::Tenant), None))
-                .unwrap(),
-            "layout: expected partition key tenant_id, 64 partitions, found no partition key"
+        let named = unkeyed
+            .difference(&config(Some(PartitionKey::Tenant), None))
+            .unwrap();
+        assert!(
+            named.starts_with(
+                "layout: expected partition key tenant_id, 64 partitions, found no partition key"
+            ) && named.contains("MILVUS_PARTITION_KEY"),
+            "{named}"
         );
-        assert_eq!(
-            keyed
-                .difference(&config(Some(PartitionKey::None), None))
-                .unwrap(),
-            "layout: expected no partition key, found partition key tenant_id, 64 partitions"
-        );
+        assert!(keyed
+            .difference(&config(Some(PartitionKey::None), None))
+            .unwrap()
+            .starts_with(
+                "layout: expected no partition key, found partition key tenant_id, 64 partitions"
+            ));
         let tenant = Some(PartitionKey::Tenant);
         assert_eq!(keyed.difference(&config(tenant, Some(64))), None);
         assert!(keyed

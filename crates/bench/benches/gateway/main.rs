@@ -29,6 +29,14 @@ async fn run_store(store: Store, args: &Args) -> anyhow::Result<serde_json::Valu
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The gateway's own logs, on demand: e.g. `RUST_LOG=vectorgate_composition=debug` shows
+    // where each relay batch spends its time (claim, read, Milvus write, completion).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let stores = match args.store {
         Store::All => Store::EACH.to_vec(),
         one => vec![one],
