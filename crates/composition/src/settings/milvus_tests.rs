@@ -3,16 +3,8 @@
 
 use std::path::Path;
 
+use super::tests::{env, URL};
 use super::*;
-
-const URL: &str = "postgres://app:s3cr3t-pw@db.internal:5432/vectors";
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 #[test]
 fn milvus_uri_names_the_server_and_refuses_host_and_port_beside_it() {
@@ -115,4 +107,41 @@ fn tls_files_and_tokens_are_checked_before_any_connection() {
     ]))
     .unwrap();
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn the_partition_layout_is_read_and_bad_values_name_the_variable() {
+    let milvus = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("VECTOR_STORE_MODE", "milvus"), ("EMBEDDING_DIM", "8")];
+        all.extend_from_slice(pairs);
+        Settings::from_vars(env(&all))
+    };
+    let unset = milvus(&[]).unwrap();
+    assert_eq!(
+        unset.milvus().partition_key,
+        None,
+        "an existing layout is kept"
+    );
+    assert_eq!(unset.milvus().num_partitions, 64);
+    let keyed = milvus(&[
+        ("MILVUS_PARTITION_KEY", "Tenant"),
+        ("MILVUS_NUM_PARTITIONS", "16"),
+    ])
+    .unwrap();
+    assert_eq!(
+        keyed.milvus().partition_key,
+        Some(vectorgate_adapter_milvus::PartitionKey::Tenant)
+    );
+    assert_eq!(keyed.milvus().num_partitions, 16);
+    for (name, value, accepted) in [
+        ("MILVUS_PARTITION_KEY", "project", "tenant or none"),
+        ("MILVUS_NUM_PARTITIONS", "0", "1..=4096"),
+        ("MILVUS_NUM_PARTITIONS", "5000", "1..=4096"),
+    ] {
+        let err = milvus(&[(name, value)]).unwrap_err().to_string();
+        assert!(
+            err.contains(name) && err.contains(value) && err.contains(accepted),
+            "{err}"
+        );
+    }
 }

@@ -10,6 +10,7 @@
 mod builder;
 mod docs;
 mod kind;
+mod milvus_vars;
 mod table;
 mod var;
 
@@ -334,5 +335,7 @@ impl fmt::Display for Settings {
 
 #[cfg(test)]
 mod milvus_tests;
+#[cfg(test)]
+mod secrets_tests;
 #[cfg(test)]
 mod tests;
