@@ -118,9 +118,7 @@ impl MilvusSchemaManager {
         let mut created = false;
         if !self.api.has_collection(name).await? {
             let layout = CollectionLayout::for_new_collection(&self.config);
-            if layout.partition_key != PartitionKey::None {
-                layout.check_server(&self.api.server_version().await?, name)?;
-            }
+            self.check_server_keeps(layout).await?;
             tracing::info!(
                 collection = name,
                 dimension = self.config.dimension.get(),
@@ -174,8 +172,8 @@ impl MilvusSchemaManager {
         let mut differences = self.differences(&found);
         let layout = CollectionLayout::of(&found);
         tracing::info!(collection = name, %layout, "collection layout");
-        if differences.is_empty() && layout.partition_key != PartitionKey::None {
-            layout.check_server(&self.api.server_version().await?, name)?;
+        if differences.is_empty() {
+            self.check_server_keeps(layout).await?;
         }
         let indexes = self.api.describe_index(name, FIELD_EMBEDDING).await?;
         if let Some(index) = indexes.first() {
@@ -328,6 +326,14 @@ impl MilvusSchemaManager {
         let found = self.api.describe_collection(name).await?;
         let differences = self.differences(&found);
         Ok((!differences.is_empty()).then(|| differences.join("; ")))
+    }
+
+    /// Refuses a partition key the server cannot keep; asks the server's version only then.
+    async fn check_server_keeps(&self, layout: CollectionLayout) -> Result<(), GatewayError> {
+        if layout.partition_key == PartitionKey::None {
+            return Ok(());
+        }
+        layout.check_server(&self.api.server_version().await?, self.collection())
     }
 
     /// Fields (the partition-key flag aside) and the layout the settings name explicitly.
