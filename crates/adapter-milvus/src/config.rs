@@ -69,7 +69,7 @@ pub enum PartitionKey {
     /// `tenant_id` is Milvus's partition key: rows are hashed by tenant into
     /// `num_partitions` partitions, and a search (always filtered by tenant) reads only the
     /// partition holding its tenant. Refused on Milvus before 2.4, whose upsert puts such
-    /// rows in the wrong partition ([`crate::CollectionLayout::check_server`]).
+    /// rows in the wrong partition ([`crate::CollectionLayout::server_problem`]).
     Tenant,
     /// No partition key: every search reads every segment of the collection. The default,
     /// because the one server this project can test (2.3.5) cannot keep keyed rows.

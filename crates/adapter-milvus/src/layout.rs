@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use vectorgate_domain::{GatewayError, StoreKind};
-
 use crate::client::CollectionDescription;
 use crate::config::{MilvusConfig, PartitionKey};
 use crate::schema::FIELD_TENANT_ID;
@@ -65,31 +63,25 @@ impl CollectionLayout {
 }
 
 impl CollectionLayout {
-    /// Refuses a partition-key layout on a server that cannot keep its rows. Milvus before
-    /// 2.4 routes an upsert's rows by primary key instead of by the partition key (measured
-    /// on 2.3.5: 40 rows of 4 tenants, 4 partitions, then filtered counts of 4, 5, 1 and 3
-    /// instead of 10 each; `insert` routes them right). A tenant-filtered read is pruned to
-    /// the tenant's partition, so it would miss most rows, and the adapter writes only by
-    /// upsert. `collection` names the collection in the error.
-    pub fn check_server(&self, server_version: &str, collection: &str) -> Result<(), GatewayError> {
+    /// Why this layout cannot be used on a server, if it cannot. Milvus before 2.4 routes an
+    /// upsert's rows by primary key instead of by the partition key (measured on 2.3.5: 40
+    /// rows of 4 tenants, 4 partitions, then filtered counts of 4, 5, 1 and 3 instead of 10
+    /// each; `insert` routes them right). A tenant-filtered read is pruned to the tenant's
+    /// partition, so it would miss most rows, and the adapter writes only by upsert.
+    pub fn server_problem(&self, server_version: &str) -> Option<String> {
         if self.partition_key == PartitionKey::None || upsert_routes_by_key(server_version) {
-            return Ok(());
+            return None;
         }
-        Err(GatewayError::schema_mismatch(
-            StoreKind::Milvus,
-            collection,
-            format!(
-                "layout {self} on Milvus {server_version}: its upsert puts rows of a \
-                 partition-key collection in the wrong partition, where tenant-filtered \
-                 searches miss them; use MILVUS_PARTITION_KEY=none (a collection without \
-                 key) or Milvus 2.4 or later; nothing was changed"
-            ),
+        Some(format!(
+            "layout {self} on Milvus {server_version}: its upsert puts rows of a partition-key \
+             collection in the wrong partition, where tenant-filtered searches miss them; use \
+             MILVUS_PARTITION_KEY=none (a collection without key) or Milvus 2.4 or later"
         ))
     }
 }
 
 /// Whether a server's upsert hashes rows by the partition key: not before 2.4 (see
-/// [`CollectionLayout::check_server`]). An unreadable version is given the benefit of the
+/// [`CollectionLayout::server_problem`]). An unreadable version is given the benefit of the
 /// doubt: only 2.x below 2.4 is known to misroute.
 fn upsert_routes_by_key(server_version: &str) -> bool {
     let mut parts = server_version.trim_start_matches('v').split('.');
@@ -152,15 +144,15 @@ mod tests {
         let keyed = CollectionLayout::for_new_collection(&config(Some(PartitionKey::Tenant), None));
         let unkeyed = CollectionLayout::for_new_collection(&config(None, None));
         for old in ["v2.3.5", "2.2.9", "v2.3.17"] {
-            let err = keyed.check_server(old, "chunks").unwrap_err().to_string();
+            let problem = keyed.server_problem(old).unwrap();
             assert!(
-                err.contains(old) && err.contains("MILVUS_PARTITION_KEY=none"),
-                "{err}"
+                problem.contains(old) && problem.contains("MILVUS_PARTITION_KEY=none"),
+                "{problem}"
             );
-            unkeyed.check_server(old, "chunks").unwrap();
+            assert_eq!(unkeyed.server_problem(old), None);
         }
         for newer in ["v2.4.0", "v2.5.4", "v3.0.0", "unknown"] {
-            keyed.check_server(newer, "chunks").unwrap();
+            assert_eq!(keyed.server_problem(newer), None, "{newer}");
         }
     }
 

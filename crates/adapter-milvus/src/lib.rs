@@ -52,7 +52,7 @@
 //!   collections are created through the crate's generated gRPC client (`milvus::proto`)
 //!   with the same endpoint and credentials; everything else stays on v1. Milvus 2.3.5's
 //!   upsert routes keyed rows by primary key, so a key is refused before 2.4
-//!   ([`CollectionLayout::check_server`]).
+//!   ([`CollectionLayout::server_problem`]).
 //! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
 mod address;

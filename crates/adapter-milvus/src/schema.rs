@@ -316,24 +316,43 @@ impl MilvusSchemaManager {
         Ok(status)
     }
 
-    /// Describes what differs between the configuration and an existing collection, or
-    /// `None` when it matches (or does not exist).
+    /// Describes what differs between the configuration and an existing collection, or a
+    /// layout the server cannot keep; `None` when it matches (or does not exist).
     pub async fn mismatch(&self) -> Result<Option<String>, GatewayError> {
         let name = self.collection();
         if !self.api.has_collection(name).await? {
             return Ok(None);
         }
         let found = self.api.describe_collection(name).await?;
-        let differences = self.differences(&found);
+        let mut differences = self.differences(&found);
+        if differences.is_empty() {
+            differences.extend(self.server_problem(CollectionLayout::of(&found)).await?);
+        }
         Ok((!differences.is_empty()).then(|| differences.join("; ")))
     }
 
-    /// Refuses a partition key the server cannot keep; asks the server's version only then.
-    async fn check_server_keeps(&self, layout: CollectionLayout) -> Result<(), GatewayError> {
+    /// Why the server cannot keep this layout's rows, if it cannot; asks the server's version
+    /// only for a partition key.
+    async fn server_problem(
+        &self,
+        layout: CollectionLayout,
+    ) -> Result<Option<String>, GatewayError> {
         if layout.partition_key == PartitionKey::None {
-            return Ok(());
+            return Ok(None);
         }
-        layout.check_server(&self.api.server_version().await?, self.collection())
+        Ok(layout.server_problem(&self.api.server_version().await?))
+    }
+
+    /// Refuses a partition key the server cannot keep, changing nothing.
+    async fn check_server_keeps(&self, layout: CollectionLayout) -> Result<(), GatewayError> {
+        match self.server_problem(layout).await? {
+            None => Ok(()),
+            Some(problem) => Err(GatewayError::schema_mismatch(
+                STORE,
+                self.collection(),
+                format!("{problem}; nothing was changed"),
+            )),
+        }
     }
 
     /// Fields (the partition-key flag aside) and the layout the settings name explicitly.
@@ -522,6 +541,28 @@ mod tests {
             let manager = MilvusSchemaManager::new(Arc::new(api), config());
             manager.ensure_collection().await.unwrap();
         }
+    }
+
+    /// `health` names a keyed collection on a server whose upsert misroutes its rows, even
+    /// with the layout setting unset.
+    #[tokio::test]
+    async fn a_keyed_collection_on_a_server_that_misroutes_its_rows_is_reported() {
+        let mut api = MockMilvusApi::new();
+        api.expect_has_collection().returning(|_| Ok(true));
+        api.expect_describe_collection().returning(|_| {
+            Ok(CollectionDescription {
+                fields: expected_fields(Dimension::new(4).unwrap(), PartitionKey::Tenant),
+                num_partitions: 64,
+            })
+        });
+        api.expect_server_version()
+            .returning(|| Ok("v2.3.5".to_string()));
+        let manager = MilvusSchemaManager::new(Arc::new(api), config());
+        let problem = manager.mismatch().await.unwrap().unwrap();
+        assert!(
+            problem.contains("wrong partition") && problem.contains("v2.3.5"),
+            "{problem}"
+        );
     }
 
     /// A partition key is declared only where the server keeps keyed rows where a filtered
