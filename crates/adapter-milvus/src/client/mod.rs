@@ -65,7 +65,8 @@ pub struct FieldSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CollectionDescription {
     pub fields: Vec<FieldSpec>,
-    /// Partitions a partition-key collection was created with (0 without a key).
+    /// Partitions as the server reports them; a count only with a partition key
+    /// ([`crate::CollectionLayout::of`] reads it so).
     pub num_partitions: u32,
 }
 

@@ -164,15 +164,10 @@ impl MilvusApi for SdkMilvusApi {
                     partition_key,
                 }
             })
-            .collect::<Vec<_>>();
-        let keyed = fields.iter().any(|f| f.partition_key);
+            .collect();
         Ok(CollectionDescription {
             fields,
-            num_partitions: if keyed {
-                u32::try_from(described.num_partitions).unwrap_or(0)
-            } else {
-                0
-            },
+            num_partitions: u32::try_from(described.num_partitions).unwrap_or(0),
         })
     }
 

@@ -6,13 +6,15 @@ use std::path::Path;
 use super::tests::{env, URL};
 use super::*;
 
+/// Settings in milvus mode from these variables.
+fn milvus(pairs: &[(&str, &str)]) -> Result<Settings, GatewayError> {
+    let mut all = vec![("VECTOR_STORE_MODE", "milvus"), ("EMBEDDING_DIM", "8")];
+    all.extend_from_slice(pairs);
+    Settings::from_vars(env(&all))
+}
+
 #[test]
 fn milvus_uri_names_the_server_and_refuses_host_and_port_beside_it() {
-    let milvus = |pairs: &[(&str, &str)]| {
-        let mut all = vec![("VECTOR_STORE_MODE", "milvus"), ("EMBEDDING_DIM", "8")];
-        all.extend_from_slice(pairs);
-        Settings::from_vars(env(&all))
-    };
     let s = milvus(&[("MILVUS_URI", "https://milvus.example.com:19531")]).unwrap();
     assert!(s.milvus().use_tls);
     assert_eq!(s.milvus().host, "milvus.example.com");
@@ -111,11 +113,6 @@ fn tls_files_and_tokens_are_checked_before_any_connection() {
 
 #[test]
 fn the_partition_layout_is_read_and_bad_values_name_the_variable() {
-    let milvus = |pairs: &[(&str, &str)]| {
-        let mut all = vec![("VECTOR_STORE_MODE", "milvus"), ("EMBEDDING_DIM", "8")];
-        all.extend_from_slice(pairs);
-        Settings::from_vars(env(&all))
-    };
     let unset = milvus(&[]).unwrap();
     assert_eq!(
         unset.milvus().partition_key,
