@@ -3,6 +3,7 @@
 use sqlx::{Connection, PgConnection};
 use vectorgate_domain::GatewayError;
 
+use crate::layout::TableLayout;
 use crate::schema;
 use crate::store::PgVectorStore;
 
@@ -72,7 +73,17 @@ impl PgVectorStore {
                 .map_err(self.err_long(op))?;
         }
         tx.commit().await.map_err(self.err_long(op))?;
-        tracing::debug!(table = %config.table, created = !info.exists, "bootstrap done");
+        let layout = if info.exists {
+            info.layout
+        } else {
+            TableLayout::for_new_table(config)
+        };
+        // Already learned by an earlier write or bootstrap of this store, it is the same.
+        let _ = self
+            .inner
+            .partitioned
+            .set(matches!(layout, TableLayout::TenantHash { .. }));
+        tracing::debug!(table = %config.table, created = !info.exists, %layout, "bootstrap done");
         Ok(())
     }
 }

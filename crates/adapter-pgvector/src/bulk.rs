@@ -73,8 +73,9 @@ impl PgVectorStore {
                 execute_ddl(&mut tx, &drop)
                     .await
                     .map_err(self.err_long(op))?;
-                // The server's own definition rebuilds exactly what was there.
-                rebuild.push(index.definition.clone());
+                // The server's own definition rebuilds exactly what was there; a partitioned
+                // table's reads `ON ONLY`, which would leave its partitions without one.
+                rebuild.push(index.definition.replacen(" ON ONLY ", " ON ", 1));
             }
             if rebuild.is_empty() {
                 rebuild.push(schema::create_vector_index_sql(config));

@@ -25,6 +25,8 @@ pub mod limits {
     pub const MAX_SCAN_TUPLES: RangeInclusive<u32> = 1..=i32::MAX as u32;
     pub const EXACT_SEARCH_MAX_ROWS: RangeInclusive<u32> = 0..=i32::MAX as u32;
     pub const UPSERT_CONCURRENCY: RangeInclusive<usize> = 1..=64;
+    /// Hash partitions by tenant of a new table (0: one table); each has its own indexes.
+    pub const TENANT_PARTITIONS: RangeInclusive<u32> = 0..=1024;
     /// MiB; PostgreSQL's largest `maintenance_work_mem`.
     pub const INDEX_BUILD_MEMORY_MB: RangeInclusive<u32> = 1..=2_097_151;
     pub const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=10_000;
@@ -109,6 +111,11 @@ pub struct PgVectorConfig {
     /// Whether an upsert may move an existing chunk to another tenant; when false such an
     /// upsert is refused with [`GatewayError::TenantConflict`] and writes nothing.
     pub allow_tenant_move: bool,
+    /// Hash partitions by tenant for a new table, 0 for one table. `None` (the setting
+    /// unset): a new table gets [`DEFAULT_TENANT_PARTITIONS`](crate::DEFAULT_TENANT_PARTITIONS)
+    /// and an existing one is served with whatever layout it has; `Some`: an existing table
+    /// with another layout is refused.
+    pub tenant_partitions: Option<u32>,
     /// HNSW graph degree.
     pub hnsw_m: u32,
     /// HNSW build candidate list; `None` means `max(64, 2 * hnsw_m)`.
@@ -195,6 +202,7 @@ impl PgVectorConfig {
             index: IndexKind::default(),
             index_precision: IndexPrecision::default(),
             allow_tenant_move: false,
+            tenant_partitions: None,
             hnsw_m: 16,
             hnsw_ef_construction: None,
             ivfflat_lists: 100,
@@ -274,6 +282,9 @@ impl PgVectorConfig {
     pub fn validate(&self) -> Result<(), GatewayError> {
         validate_identifier("PGVECTOR_TABLE", &self.table)?;
         self.validate_dimension()?;
+        if let Some(partitions) = self.tenant_partitions {
+            within("PGVECTOR_PARTITIONS", partitions, limits::TENANT_PARTITIONS)?;
+        }
         within("PGVECTOR_HNSW_M", self.hnsw_m, limits::HNSW_M)?;
         let ef_construction = self.effective_ef_construction();
         if !limits::HNSW_EF_CONSTRUCTION.contains(&ef_construction)
@@ -412,6 +423,7 @@ impl fmt::Debug for PgVectorConfig {
             .field("index", &self.vector_index())
             .field("half_precision_index", &self.half_precision_index())
             .field("allow_tenant_move", &self.allow_tenant_move)
+            .field("tenant_partitions", &self.tenant_partitions)
             .field("ef_search", &self.ef_search)
             .field("ivfflat_probes", &self.ivfflat_probes)
             .field("max_scan_tuples", &self.max_scan_tuples)

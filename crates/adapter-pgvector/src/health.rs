@@ -43,7 +43,7 @@ impl PgVectorStore {
             ));
         } else {
             problems.extend(schema::mismatches(&info, config));
-            collection.layout = Some(info.layout.clone());
+            collection.layout = Some(info.layout.to_string());
             collection.dimension = info.dimension();
             collection.metric = info.metric();
             match info.vector_indexes.first() {
@@ -59,9 +59,13 @@ impl PgVectorStore {
                     problems.push("no vector index: every search scans the whole table".to_string())
                 }
             }
+            // The planner's estimate, summed over the partitions of a partitioned table
+            // (whose parent has none); negative when a relation was never analysed.
             let reltuples: f32 = sqlx::query_scalar(
-                "SELECT reltuples FROM pg_class \
-                 WHERE relname = $1 AND relnamespace = current_schema()::regnamespace",
+                "SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) ELSE -1 END \
+                 FROM pg_class p JOIN pg_class c ON c.oid = p.oid AND p.relkind = 'r' \
+                   OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = p.oid) \
+                 WHERE p.relname = $1 AND p.relnamespace = current_schema()::regnamespace",
             )
             .bind(&config.table)
             .fetch_one(&mut *conn)

@@ -23,6 +23,7 @@ mod config;
 mod copy;
 mod error;
 mod health;
+mod layout;
 mod metric;
 mod outbox;
 mod plan;
@@ -41,6 +42,7 @@ pub use config::{
     limits, range_text, validate_identifier, IndexKind, IndexPrecision, PgIndex, PgVectorConfig,
     IDENTIFIER_ACCEPTED,
 };
+pub use layout::{TableLayout, DEFAULT_TENANT_PARTITIONS};
 pub use outbox::PgOutbox;
 pub use plan::SearchPlan;
 pub use state::{BackfillJob, Checkpoint};

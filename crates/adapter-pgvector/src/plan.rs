@@ -85,13 +85,21 @@ impl PgVectorStore {
             .map(|row| row.try_get::<String, _>(0).map(|l| shorten_vectors(&l)))
             .collect::<Result<_, _>>()
             .map_err(self.err(op))?;
-        let indexes = schema::inspect(&mut conn, &config.table)
+        let mut indexes: Vec<String> = schema::inspect(&mut conn, &config.table)
             .await
             .map_err(self.err(op))?
-            .vector_indexes;
-        let vector_index = indexes
+            .vector_indexes
             .into_iter()
             .map(|index| index.name)
+            .collect();
+        // A partitioned table's search scans its partition's index, a child of the table's.
+        indexes.extend(
+            schema::partition_indexes(&mut conn, &indexes)
+                .await
+                .map_err(self.err(op))?,
+        );
+        let vector_index = indexes
+            .into_iter()
             .find(|name| explain.iter().any(|l| scans(l, name)));
         Ok(SearchPlan {
             exact,

@@ -8,12 +8,17 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use vectorgate_domain::GatewayError;
 
+use crate::layout::TenantRace;
+
 /// SQLSTATE 40P01 (deadlock detected) and 40001 (serialization failure), as the sqlx error
-/// the adapter kept as the source.
+/// the adapter kept as the source, and a chunk id's tenant changing under a write
+/// ([`TenantRace`]).
 fn is_transient(err: &GatewayError) -> bool {
-    std::error::Error::source(err)
-        .and_then(|source| source.downcast_ref::<sqlx::Error>())
-        .is_some_and(|err| {
+    let Some(source) = std::error::Error::source(err) else {
+        return false;
+    };
+    source.downcast_ref::<TenantRace>().is_some()
+        || source.downcast_ref::<sqlx::Error>().is_some_and(|err| {
             matches!(err, sqlx::Error::Database(db)
                 if matches!(db.code().as_deref(), Some("40P01") | Some("40001")))
         })

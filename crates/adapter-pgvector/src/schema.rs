@@ -5,6 +5,7 @@ use sqlx::{PgConnection, Row};
 use vectorgate_domain::{GatewayError, Metric, StoreKind};
 
 use crate::config::PgVectorConfig;
+use crate::layout::{self, TableLayout};
 use crate::metric::{metric_of_opclass, opclass};
 
 /// What to tell an operator whose table (or collection) is missing.
@@ -33,14 +34,23 @@ pub(crate) struct VectorIndexInfo {
     pub definition: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct TableInfo {
     pub exists: bool,
-    /// `one table`, or `partitioned by LIST (tenant_id), 4 partitions` for a table an
-    /// operator partitioned (health reports it; the store serves either).
-    pub layout: String,
+    pub layout: TableLayout,
     pub columns: Vec<ColumnInfo>,
     pub vector_indexes: Vec<VectorIndexInfo>,
+}
+
+impl Default for TableInfo {
+    fn default() -> Self {
+        Self {
+            exists: false,
+            layout: TableLayout::OneTable,
+            columns: Vec::new(),
+            vector_indexes: Vec::new(),
+        }
+    }
 }
 
 impl TableInfo {
@@ -68,23 +78,27 @@ pub(crate) async fn inspect(
     conn: &mut PgConnection,
     table: &str,
 ) -> Result<TableInfo, sqlx::Error> {
-    let found: Option<(Option<String>, i64)> = sqlx::query_as(
+    let found: Option<(Option<String>, i64, bool)> = sqlx::query_as(
         "SELECT pg_get_partkeydef(c.oid), \
-                (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid) \
+                (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid), \
+                EXISTS (SELECT 1 FROM pg_class r WHERE r.relname = $2 \
+                        AND r.relnamespace = c.relnamespace AND r.relkind = 'r') \
          FROM pg_class c \
          WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace \
          AND c.relkind IN ('r', 'p')",
     )
     .bind(table)
+    .bind(layout::registry_name(table))
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((partition_key, partitions)) = found else {
+    let Some((partition_key, partitions, registry)) = found else {
         return Ok(TableInfo::default());
     };
-    let layout = match partition_key {
-        Some(key) => format!("partitioned by {key}, {partitions} partitions"),
-        None => "one table".to_string(),
-    };
+    let layout = TableLayout::from_catalog(
+        partition_key.as_deref(),
+        u32::try_from(partitions).unwrap_or(u32::MAX),
+        registry,
+    );
     // The relation is looked up in current_schema(), where CREATE TABLE puts it.
     let columns = sqlx::query(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypmod \
@@ -141,10 +155,38 @@ pub(crate) async fn inspect(
     })
 }
 
+/// The partitions' indexes attached to the given indexes of a partitioned table.
+pub(crate) async fn partition_indexes(
+    conn: &mut PgConnection,
+    parents: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits h \
+         JOIN pg_class c ON c.oid = h.inhrelid \
+         JOIN pg_class p ON p.oid = h.inhparent \
+         WHERE p.relname = ANY($1) AND p.relnamespace = current_schema()::regnamespace \
+         ORDER BY 1",
+    )
+    .bind(parents)
+    .fetch_all(&mut *conn)
+    .await
+}
+
 /// Differences between an existing table and what the configuration needs, each naming
 /// both sides. Empty when the table fits.
 pub(crate) fn mismatches(info: &TableInfo, config: &PgVectorConfig) -> Vec<String> {
     let mut problems = Vec::new();
+    match (&info.layout, TableLayout::wanted(config)) {
+        (TableLayout::Other(found), _) => problems.push(format!(
+            "layout: {found}, which vectorgate cannot keep a chunk id unique in \
+             (it writes one table or its own hash partitions by tenant_id)"
+        )),
+        (found, Some(wanted)) if *found != wanted => problems.push(format!(
+            "layout: expected {wanted}, found {found} (PGVECTOR_PARTITIONS; unset it to \
+             serve the table as it is)"
+        )),
+        _ => {}
+    }
     let dim = config.dimension.get();
     let expected = [
         ("chunk_id", "bigint"),
@@ -253,23 +295,34 @@ pub(crate) fn embedding_storage(dimension: u32) -> &'static str {
     }
 }
 
+/// The DDL of a new table in the layout the settings give it.
 pub(crate) fn create_table_sql(config: &PgVectorConfig) -> Vec<String> {
     let t = quote_ident(&config.table);
-    vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS {t} (\
+    let mut ddl = match TableLayout::for_new_table(config) {
+        TableLayout::TenantHash { partitions } => {
+            layout::create_partitioned_sql(config, partitions)
+        }
+        _ => vec![one_table_sql(config)],
+    };
+    // On a partitioned table this reaches every partition.
+    ddl.push(format!(
+        "ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE {}",
+        embedding_storage(config.dimension.get())
+    ));
+    ddl
+}
+
+fn one_table_sql(config: &PgVectorConfig) -> String {
+    let t = quote_ident(&config.table);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (\
                chunk_id bigint PRIMARY KEY, \
                tenant_id bigint NOT NULL, \
                project_id bigint NOT NULL, \
                embedding vector({dim}) NOT NULL, \
                updated_at timestamptz NOT NULL DEFAULT now())",
-            dim = config.dimension.get()
-        ),
-        format!(
-            "ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE {}",
-            embedding_storage(config.dimension.get())
-        ),
-    ]
+        dim = config.dimension.get()
+    )
 }
 
 pub(crate) fn create_scope_index_sql(table: &str) -> String {

@@ -2,6 +2,7 @@
 //! validated once and quoted, then only values are bound.
 
 use crate::config::PgVectorConfig;
+use crate::layout::registry_name;
 use crate::metric::operator;
 use crate::schema::{indexed_expression, quote_ident};
 
@@ -9,6 +10,15 @@ pub(crate) struct Statements {
     /// Inserts or replaces rows; with `allow_tenant_move` off, a stored row of another
     /// tenant is left as it is (and the caller rolls the batch back).
     pub upsert: String,
+    /// The same for a table partitioned by tenant: a stored chunk id of another tenant is
+    /// an insert whose registry row fails (see `layout.rs`).
+    pub upsert_partitioned: String,
+    /// Points the registry of a partitioned table at the given (chunk id, tenant) pairs,
+    /// locking its rows: writers that move the same chunks then take turns.
+    pub claim_chunks: String,
+    /// Deletes the stored rows of the given (chunk id, tenant) pairs that are under another
+    /// tenant: a move in a partitioned table is a delete and an insert.
+    pub move_out: String,
     /// The stored tenant of each given (chunk id, tenant) pair that names another one.
     pub tenant_conflicts: String,
     pub search_tenant: String,
@@ -60,6 +70,29 @@ impl Statements {
                 } else {
                     format!(" WHERE {t}.tenant_id = EXCLUDED.tenant_id")
                 }
+            ),
+            upsert_partitioned: format!(
+                "INSERT INTO {t} (chunk_id, tenant_id, project_id, embedding, updated_at) \
+                 SELECT u.chunk_id, u.tenant_id, u.project_id, u.embedding, now() \
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::vector[]) \
+                   AS u(chunk_id, tenant_id, project_id, embedding) \
+                 ON CONFLICT (chunk_id, tenant_id) DO UPDATE SET \
+                   project_id = EXCLUDED.project_id, embedding = EXCLUDED.embedding, \
+                   updated_at = EXCLUDED.updated_at"
+            ),
+            claim_chunks: format!(
+                "INSERT INTO {} AS r (chunk_id, tenant_id) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) \
+                 ON CONFLICT (chunk_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id",
+                quote_ident(&registry_name(&config.table))
+            ),
+            move_out: ordered_delete(
+                &t,
+                &format!(
+                    "(chunk_id, tenant_id) IN (SELECT s.chunk_id, s.tenant_id \
+                       FROM UNNEST($1::bigint[], $2::bigint[]) AS u(chunk_id, tenant_id) \
+                       JOIN {t} s ON s.chunk_id = u.chunk_id AND s.tenant_id <> u.tenant_id)"
+                ),
             ),
             tenant_conflicts: format!(
                 "SELECT s.chunk_id, s.tenant_id, u.tenant_id \
@@ -115,10 +148,12 @@ impl Statements {
     }
 }
 
-/// `DELETE` of the rows matching `condition`, locking them in chunk-id order first.
+/// `DELETE` of the rows matching `condition`, locking them in chunk-id order first. Rows
+/// are named by (chunk id, tenant), which a partitioned table is keyed by.
 pub(crate) fn ordered_delete(table: &str, condition: &str) -> String {
     format!(
-        "DELETE FROM {table} WHERE chunk_id IN \
-         (SELECT chunk_id FROM {table} WHERE {condition} ORDER BY chunk_id FOR UPDATE)"
+        "DELETE FROM {table} WHERE (chunk_id, tenant_id) IN \
+         (SELECT chunk_id, tenant_id FROM {table} WHERE {condition} \
+          ORDER BY chunk_id FOR UPDATE)"
     )
 }

@@ -32,6 +32,9 @@ pub(crate) struct Inner {
     pub seam: Seam,
     pub sql: Statements,
     pub scope_sizes: ScopeSizes,
+    /// Whether the table is partitioned by tenant, learned from the catalog by the first
+    /// write or the bootstrap (writes to the two layouts differ; see `layout.rs`).
+    pub partitioned: tokio::sync::OnceCell<bool>,
 }
 
 impl fmt::Debug for PgVectorStore {
@@ -77,6 +80,7 @@ impl PgVectorStore {
                 seam,
                 sql,
                 scope_sizes: ScopeSizes::default(),
+                partitioned: tokio::sync::OnceCell::new(),
             }),
         })
     }

@@ -8,6 +8,7 @@ use vectorgate_domain::{
     TenantConflict, TenantId, VectorRecord,
 };
 
+use crate::layout::{self, TenantRace};
 use crate::retry::retry_transient;
 use crate::store::PgVectorStore;
 
@@ -78,29 +79,65 @@ impl PgVectorStore {
             &project_ids[..],
             &embeddings[..],
         );
+        let partitioned = self.partitioned(op).await?;
+        let sql = &self.inner.sql;
         retry_transient(|| async move {
             let mut conn = self.acquire(op).await?;
-            let statement = sqlx::query(&self.inner.sql.upsert)
-                .bind(chunk_ids)
-                .bind(tenant_ids)
-                .bind(project_ids)
-                .bind(embeddings);
-            if self.inner.config.allow_tenant_move {
+            let statement = sqlx::query(if partitioned {
+                &sql.upsert_partitioned
+            } else {
+                &sql.upsert
+            })
+            .bind(chunk_ids)
+            .bind(tenant_ids)
+            .bind(project_ids)
+            .bind(embeddings);
+            if self.inner.config.allow_tenant_move && !partitioned {
                 let result = statement
                     .execute(&mut *conn)
                     .await
                     .map_err(self.map_table_error(op))?;
                 return Ok(result.rows_affected());
             }
-            // The statement skips rows stored under another tenant; finding fewer rows
-            // written than sent, the batch is rolled back and the skipped ones reported.
             let mut tx = conn.begin().await.map_err(self.err(op))?;
-            let written = statement
-                .execute(&mut *tx)
-                .await
-                .map_err(self.map_table_error(op))?
-                .rows_affected();
-            if written < chunk_ids.len() as u64 {
+            if self.inner.config.allow_tenant_move {
+                // A partitioned table moves a chunk by deleting it from its old tenant's
+                // partition; the insert below then adds it to the new one. The registry
+                // rows are claimed first, so concurrent movers of a chunk take turns.
+                for step in [&sql.claim_chunks, &sql.move_out] {
+                    sqlx::query(step)
+                        .bind(chunk_ids)
+                        .bind(tenant_ids)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(self.map_table_error(op))?;
+                }
+            }
+            let written = match statement.execute(&mut *tx).await {
+                Ok(result) => result.rows_affected(),
+                Err(e) if layout::is_registry_conflict(&e, &self.inner.config.table) => {
+                    // The registry refused a chunk id another tenant holds: the batch is
+                    // rolled back and the holders named. Found none, the holder went away
+                    // meanwhile (or, with moves allowed, another writer moved it first),
+                    // and the batch is run again.
+                    tx.rollback().await.map_err(self.err(op))?;
+                    let conflicts = if self.inner.config.allow_tenant_move {
+                        Vec::new()
+                    } else {
+                        self.conflicts_on(&mut conn, chunk_ids, tenant_ids).await?
+                    };
+                    if conflicts.is_empty() {
+                        return Err(GatewayError::backend(StoreKind::Pgvector, op, TenantRace)
+                            .with_source(TenantRace));
+                    }
+                    return Err(GatewayError::TenantConflict { conflicts });
+                }
+                Err(e) => return Err(self.map_table_error(op)(e)),
+            };
+            // One table: the statement skips rows stored under another tenant; finding
+            // fewer rows written than sent, the batch is rolled back and the skipped ones
+            // reported.
+            if !self.inner.config.allow_tenant_move && written < chunk_ids.len() as u64 {
                 let conflicts = self.conflicts_on(&mut tx, chunk_ids, tenant_ids).await?;
                 if !conflicts.is_empty() {
                     tx.rollback().await.map_err(self.err(op))?;

@@ -58,7 +58,7 @@ async fn stored(table: &str, id: i64) -> Option<(i64, f32)> {
 
 async fn drop_table(table: &str) {
     let mut conn = own_connection().await;
-    conn.execute(format!("DROP TABLE IF EXISTS {table}").as_str())
+    conn.execute(format!("DROP TABLE IF EXISTS {table}, {table}_chunk_ids").as_str())
         .await
         .unwrap();
 }

@@ -36,10 +36,13 @@ async fn cleanup(store: &PgVectorStore, outbox: &PgOutbox) {
     let pool = sqlx::PgPool::connect(&ServicesEnv::load().database_url())
         .await
         .unwrap();
-    sqlx::query(&format!("DROP TABLE IF EXISTS {}", store.config().table))
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "DROP TABLE IF EXISTS {0}, {0}_chunk_ids",
+        store.config().table
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
 }
 
 async fn depth(outbox: &PgOutbox) -> u64 {

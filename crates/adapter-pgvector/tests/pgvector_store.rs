@@ -169,6 +169,8 @@ async fn searches_and_deletes_never_cross_tenants() {
 #[tokio::test]
 async fn a_tenant_with_one_percent_of_rows_still_gets_k_hits() {
     let mut config = config(32);
+    // One table: in a table partitioned by tenant, this tenant would have its own graph.
+    config.tenant_partitions = Some(0);
     // ef_search = k: one HNSW pass yields about 10 candidates of which ~1% belong to the
     // tenant; only the iterative scan can find 10 of its rows.
     config.ef_search = 10;

@@ -18,11 +18,22 @@ fn one_conflict(err: &GatewayError, id: i64, owner: i64, requested: i64) -> bool
         if conflicts[..] == [TenantConflict { chunk_id: chunk(id), owner: tenant(owner), requested: tenant(requested) }])
 }
 
+/// Each layout keeps a chunk in one tenant its own way (one table: the upsert's guard; a
+/// partitioned one: its chunk-id registry), so the tenant tests run on both.
+const LAYOUTS: [Option<u32>; 2] = [Some(0), Some(4)];
+
 #[tokio::test]
 async fn an_upsert_taking_a_chunk_of_another_tenant_is_refused_and_writes_nothing() {
-    // Batches of two: the four-record call below spans two batches.
-    let mut config = config(4);
-    config.batch_size = 2;
+    for partitions in LAYOUTS {
+        // Batches of two: the four-record call below spans two batches.
+        let mut config = config(4);
+        config.batch_size = 2;
+        config.tenant_partitions = partitions;
+        refused_and_nothing_written(config).await;
+    }
+}
+
+async fn refused_and_nothing_written(config: vectorgate_adapter_pgvector::PgVectorConfig) {
     with_store(config, |store| async move {
         let stored = vec![
             record(1, 1, 1, basis(4, 0, 1.0)),
@@ -72,8 +83,15 @@ async fn an_upsert_taking_a_chunk_of_another_tenant_is_refused_and_writes_nothin
 
 #[tokio::test]
 async fn allow_tenant_move_lets_an_upsert_move_a_chunk() {
-    let mut config = config(4);
-    config.allow_tenant_move = true;
+    for partitions in LAYOUTS {
+        let mut config = config(4);
+        config.allow_tenant_move = true;
+        config.tenant_partitions = partitions;
+        moved(config).await;
+    }
+}
+
+async fn moved(config: vectorgate_adapter_pgvector::PgVectorConfig) {
     with_store(config, |store| async move {
         store
             .upsert_vectors(&[record(1, 1, 1, basis(4, 0, 1.0))])

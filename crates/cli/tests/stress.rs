@@ -322,7 +322,7 @@ async fn everything_at_once_converges_to_identical_stores() {
         .await
         .unwrap();
     for table in [&names.table, &names.outbox] {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}, {table}_chunk_ids"))
             .execute(&pool)
             .await
             .unwrap();

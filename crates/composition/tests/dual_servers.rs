@@ -69,7 +69,7 @@ async fn drop_tables(tables: &[&str]) {
         .await
         .unwrap();
     for table in tables {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}, {table}_chunk_ids"))
             .execute(&pool)
             .await
             .unwrap();

@@ -37,10 +37,15 @@ where
     }
 }
 
+/// Drops the table and, for a partitioned one, its chunk-id registry.
 pub async fn drop_table(store: &PgVectorStore) {
     // Quoted: tests use reserved words (`user`) as table names too.
     let table = store.config().table.replace('"', "\"\"");
-    sqlx_exec(store, &format!("DROP TABLE IF EXISTS \"{table}\"")).await;
+    sqlx_exec(
+        store,
+        &format!("DROP TABLE IF EXISTS \"{table}\", \"{table}_chunk_ids\""),
+    )
+    .await;
 }
 
 pub async fn sqlx_exec(_store: &PgVectorStore, sql: &str) {

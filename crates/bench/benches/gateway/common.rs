@@ -52,6 +52,10 @@ pub struct Args {
     /// otherwise; 0 = always through the vector index).
     #[arg(long)]
     pub exact_search_max_rows: Option<u32>,
+    /// pgvector: hash partitions by tenant of the benchmark's tables (0: one table; the
+    /// store's default otherwise).
+    #[arg(long)]
+    pub partitions: Option<u32>,
     /// Extra search measurements through the vector index alone (no exact path) at these
     /// ef_search values (comma-separated), one client, per scope kind, under "ef_sweep".
     #[arg(long, value_delimiter = ',')]
@@ -436,7 +440,7 @@ pub async fn drop_tables(tables: &[&str]) {
         }
     };
     for table in tables {
-        if let Err(e) = sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {table}"))
+        if let Err(e) = sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {table}, {table}_chunk_ids"))
             .execute(&pool)
             .await
         {

@@ -56,6 +56,9 @@ pub fn config(args: &Args, purpose: &str) -> anyhow::Result<PgVectorConfig> {
     if let Some(max) = args.exact_search_max_rows {
         config.exact_search_max_rows = max;
     }
+    if args.partitions.is_some() {
+        config.tenant_partitions = args.partitions;
+    }
     Ok(config)
 }
 

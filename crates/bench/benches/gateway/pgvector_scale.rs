@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use vectorgate_adapter_pgvector::{PgVectorConfig, PgVectorStore, SearchPlan};
+use vectorgate_adapter_pgvector::{PgVectorConfig, PgVectorStore, SearchPlan, TableLayout};
 use vectorgate_domain::VectorStoreGateway;
 
 use crate::common::{
@@ -35,8 +35,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let config = config(args)?;
     print_table(
         &format!(
-            "pgvector search by size: dim {}, {} tenants x {} projects, {} queries (half one-project, half whole-tenant), k={}, ef_search {}, exact search for scopes <= {} rows; medians of {ROUNDS} rounds",
-            args.dim, args.tenants, args.projects, args.queries, args.k, config.ef_search, config.exact_search_max_rows
+            "pgvector search by size: dim {}, {} tenants x {} projects, {} queries (half one-project, half whole-tenant), k={}, ef_search {}, exact search for scopes <= {} rows, table {}; medians of {ROUNDS} rounds",
+            args.dim, args.tenants, args.projects, args.queries, args.k, config.ef_search, config.exact_search_max_rows, layout(&config)
         ),
         &figures,
     );
@@ -49,9 +49,15 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         "exact_search_max_rows".into(),
         json!(config.exact_search_max_rows),
     );
+    params.insert("layout".into(), json!(layout(&config)));
     params.insert("rounds".into(), json!(ROUNDS));
     params.insert("figures".into(), json!("the median of the rounds"));
     Ok(json!({ "sizes": sizes, "params": params }))
+}
+
+/// The layout the benchmark's new tables get.
+fn layout(config: &PgVectorConfig) -> String {
+    TableLayout::for_new_table(config).to_string()
 }
 
 fn config(args: &Args) -> anyhow::Result<PgVectorConfig> {

@@ -140,7 +140,7 @@ impl Drop for Fixture {
             let pool = &pool;
             // Identifiers come from unique_name (lowercase, digits, `_`).
             for table in [&name, &outbox] {
-                let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {table}, {table}_chunk_ids"))
                     .execute(pool)
                     .await;
             }

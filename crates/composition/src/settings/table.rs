@@ -135,6 +135,19 @@ pub static PGVECTOR_INDEX_PRECISION: Var<IndexPrecision> = Var::new(
     |s, v| s.pgvector.index_precision = v,
 );
 
+pub static PGVECTOR_PARTITIONS: Var<u32> = Var::new(
+    "PGVECTOR_PARTITIONS",
+    range_u32(limits::TENANT_PARTITIONS),
+    "hash partitions by tenant of a new table, each with its own indexes, so a search \
+     walks only its tenant's partition (0: one table); when set, an existing table with \
+     another layout is refused",
+    |s| s.pgvector.tenant_partitions,
+    |s, v| s.pgvector.tenant_partitions = Some(v),
+)
+.default_doc(DefaultDoc::Text(
+    "16 for a new table; an existing one keeps its layout",
+));
+
 pub static ALLOW_TENANT_MOVE: Var<bool> = Var::new(
     "ALLOW_TENANT_MOVE",
     Kind::Choice {
@@ -373,6 +386,7 @@ pub static VARIABLES: &[&dyn Variable] = &[
     &PGVECTOR_TABLE,
     &PGVECTOR_INDEX,
     &PGVECTOR_INDEX_PRECISION,
+    &PGVECTOR_PARTITIONS,
     &PGVECTOR_HNSW_M,
     &PGVECTOR_HNSW_EF_CONSTRUCTION,
     &PGVECTOR_HNSW_EF_SEARCH,

@@ -557,3 +557,14 @@ fn statement_deadlines_are_read_bounded_and_kept_under_the_dual_lease() {
     ])
     .is_ok());
 }
+
+#[test]
+fn the_documented_partitions_default_is_the_adapters() {
+    use super::var::Variable;
+    let documented = super::table::PGVECTOR_PARTITIONS.default_text();
+    let default = vectorgate_adapter_pgvector::DEFAULT_TENANT_PARTITIONS;
+    assert!(
+        documented.starts_with(&format!("{default} ")),
+        "{documented}"
+    );
+}
