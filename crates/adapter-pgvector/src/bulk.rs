@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 use vectorgate_domain::{validate_records, GatewayError, VectorRecord};
 
 use crate::bootstrap::execute_ddl;
 use crate::copy;
+use crate::layout::BulkRegistry;
 use crate::schema;
 use crate::store::PgVectorStore;
 
@@ -31,7 +32,8 @@ impl PgVectorStore {
     /// nothing). With `build_index_after`, the table's vector index is dropped first and
     /// rebuilt after the load, which is far faster than maintaining it row by row; readers
     /// of the table wait until the transaction commits. A chunk id that already exists
-    /// fails the whole load (COPY does not upsert; use `upsert_vectors` for that).
+    /// fails the whole load (COPY does not upsert; use `upsert_vectors` for that). In a table
+    /// partitioned by tenant, other writers wait until the load commits.
     pub async fn bulk_load(
         &self,
         records: &[VectorRecord],
@@ -56,6 +58,7 @@ impl PgVectorStore {
             });
         }
         let op = "bulk_load";
+        let partitioned = self.partitioned(op).await?;
         let started = Instant::now();
         let mut conn = self.acquire(op).await?;
         let mut tx = conn.begin().await.map_err(self.err_long(op))?;
@@ -81,30 +84,24 @@ impl PgVectorStore {
                 rebuild.push(schema::create_vector_index_sql(config));
             }
         }
-        let rows = {
-            let mut copy_in = tx
-                .copy_in_raw(&self.inner.sql.copy_in)
-                .await
-                .map_err(self.map_table_error(op))?;
-            let mut buf = Vec::with_capacity(COPY_CHUNK_BYTES + 64 * 1024);
-            copy::header(&mut buf);
-            for record in records {
-                copy::row(&mut buf, record);
-                if buf.len() >= COPY_CHUNK_BYTES {
-                    copy_in
-                        .send(buf.as_slice())
-                        .await
-                        .map_err(self.err_long(op))?;
-                    buf.clear();
-                }
-            }
-            copy::trailer(&mut buf);
-            copy_in
-                .send(buf.as_slice())
+        let registry = partitioned.then(|| BulkRegistry::new(&config.table));
+        if let Some(registry) = &registry {
+            execute_ddl(&mut tx, &registry.disable_trigger)
                 .await
                 .map_err(self.err_long(op))?;
-            copy_in.finish().await.map_err(self.err_long(op))?
-        };
+        }
+        let rows = self
+            .copy_records(&mut tx, &self.inner.sql.copy_in, records, copy::row)
+            .await?;
+        if let Some(registry) = &registry {
+            // A chunk id another tenant holds fails here, on the registry's key, and the
+            // whole load with it.
+            self.copy_records(&mut tx, &registry.copy_in, records, copy::registry_row)
+                .await?;
+            execute_ddl(&mut tx, &registry.enable_trigger)
+                .await
+                .map_err(self.err_long(op))?;
+        }
         let load = started.elapsed();
         let mut index_build = None;
         if build_index_after {
@@ -140,5 +137,41 @@ impl PgVectorStore {
             load,
             index_build,
         })
+    }
+}
+
+impl PgVectorStore {
+    /// Streams `records`, each encoded by `encode`, into `COPY ... FROM STDIN` `statement`;
+    /// the rows copied.
+    async fn copy_records(
+        &self,
+        tx: &mut PgConnection,
+        statement: &str,
+        records: &[VectorRecord],
+        encode: fn(&mut Vec<u8>, &VectorRecord),
+    ) -> Result<u64, GatewayError> {
+        let op = "bulk_load";
+        let mut copy_in = tx
+            .copy_in_raw(statement)
+            .await
+            .map_err(self.map_table_error(op))?;
+        let mut buf = Vec::with_capacity(COPY_CHUNK_BYTES + 64 * 1024);
+        copy::header(&mut buf);
+        for record in records {
+            encode(&mut buf, record);
+            if buf.len() >= COPY_CHUNK_BYTES {
+                copy_in
+                    .send(buf.as_slice())
+                    .await
+                    .map_err(self.err_long(op))?;
+                buf.clear();
+            }
+        }
+        copy::trailer(&mut buf);
+        copy_in
+            .send(buf.as_slice())
+            .await
+            .map_err(self.err_long(op))?;
+        copy_in.finish().await.map_err(self.err_long(op))
     }
 }

@@ -39,6 +39,15 @@ pub(crate) fn row(buf: &mut Vec<u8>, record: &VectorRecord) {
     }
 }
 
+/// One row of the chunk-id registry (`chunk_id bigint, tenant_id bigint`).
+pub(crate) fn registry_row(buf: &mut Vec<u8>, record: &VectorRecord) {
+    buf.extend_from_slice(&2_i16.to_be_bytes());
+    for id in [record.chunk_id.get(), record.tenant_id.get()] {
+        buf.extend_from_slice(&8_i32.to_be_bytes());
+        buf.extend_from_slice(&id.to_be_bytes());
+    }
+}
+
 /// The end-of-data marker.
 pub(crate) fn trailer(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&(-1_i16).to_be_bytes());

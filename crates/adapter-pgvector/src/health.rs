@@ -60,9 +60,12 @@ impl PgVectorStore {
                 }
             }
             // The planner's estimate, summed over the partitions of a partitioned table
-            // (whose parent has none); negative when a relation was never analysed.
+            // (whose parent has none). A relation never analysed has -1: an empty
+            // partition stays so (autovacuum skips it), so it counts as empty, and only a
+            // table none of whose parts was analysed has no estimate.
             let reltuples: f32 = sqlx::query_scalar(
-                "SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) ELSE -1 END \
+                "SELECT CASE WHEN bool_or(c.reltuples >= 0) \
+                        THEN sum(greatest(c.reltuples, 0)) ELSE -1 END \
                  FROM pg_class p JOIN pg_class c ON c.oid = p.oid AND p.relkind = 'r' \
                    OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = p.oid) \
                  WHERE p.relname = $1 AND p.relnamespace = current_schema()::regnamespace",

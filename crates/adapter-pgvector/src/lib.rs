@@ -1,9 +1,10 @@
 //! pgvector adapter: the authoritative store behind the `VectorStoreGateway` port, and
 //! every SQL statement of the project.
 //!
-//! One table (default `knowledge_chunks`): `chunk_id bigint` primary key, `tenant_id`,
-//! `project_id`, `embedding vector(DIM)`, `updated_at`, a btree on (tenant_id, project_id)
-//! and an HNSW (or IVFFlat) index whose operator class matches the metric. Beside it, the
+//! One table (default `knowledge_chunks`): `chunk_id`, `tenant_id`, `project_id`,
+//! `embedding vector(DIM)`, `updated_at`, a btree on (tenant_id, project_id) and an HNSW (or
+//! IVFFlat) index whose operator class matches the metric; new tables are hash-partitioned
+//! by tenant, with a chunk-id registry beside them (`layout.rs`). Beside it, the
 //! operator tables ([`PgVectorStore::swap_state`], backfill checkpoints).
 //!
 //! - Upserts go in batches, one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT` statement
