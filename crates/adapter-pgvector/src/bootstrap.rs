@@ -78,10 +78,8 @@ impl PgVectorStore {
         } else {
             TableLayout::for_new_table(config)
         };
-        // Already learned by an earlier write or bootstrap of this store, it is the same.
-        let _ = self
-            .inner
-            .partitioned
+        self.inner
+            .layout
             .set(matches!(layout, TableLayout::TenantHash { .. }));
         tracing::debug!(table = %config.table, created = !info.exists, %layout, "bootstrap done");
         Ok(())

@@ -25,8 +25,9 @@ pub mod limits {
     pub const MAX_SCAN_TUPLES: RangeInclusive<u32> = 1..=i32::MAX as u32;
     pub const EXACT_SEARCH_MAX_ROWS: RangeInclusive<u32> = 0..=i32::MAX as u32;
     pub const UPSERT_CONCURRENCY: RangeInclusive<usize> = 1..=64;
-    /// Hash partitions by tenant of a new table (0: one table); each has its own indexes.
-    pub const TENANT_PARTITIONS: RangeInclusive<u32> = 0..=1024;
+    /// Hash partitions by tenant of a new table (0: one table); each has its own indexes,
+    /// all created in one transaction, whose locks PostgreSQL's lock table must hold.
+    pub const TENANT_PARTITIONS: RangeInclusive<u32> = 0..=256;
     /// MiB; PostgreSQL's largest `maintenance_work_mem`.
     pub const INDEX_BUILD_MEMORY_MB: RangeInclusive<u32> = 1..=2_097_151;
     pub const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=10_000;

@@ -9,6 +9,7 @@
 //! measurements behind the layout.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use vectorgate_domain::GatewayError;
 
@@ -90,32 +91,68 @@ impl fmt::Display for TableLayout {
     }
 }
 
+/// Whether the table is partitioned, once known: 0 unknown, 1 one table, 2 partitioned.
+#[derive(Debug, Default)]
+pub(crate) struct KnownLayout(AtomicU8);
+
+impl KnownLayout {
+    pub fn get(&self) -> Option<bool> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
+    }
+
+    pub fn set(&self, partitioned: bool) {
+        self.0
+            .store(if partitioned { 2 } else { 1 }, Ordering::Release);
+    }
+
+    pub fn forget(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 impl PgVectorStore {
-    /// Whether the table is partitioned by tenant, read from the catalog once. A missing
-    /// table, or one in a layout vectorgate cannot write, is an error (and not cached).
+    /// Whether the table is partitioned by tenant, read from the catalog when not known. A
+    /// missing table, one in a layout vectorgate cannot write, or one whose layout differs
+    /// from the one `PGVECTOR_PARTITIONS` names is an error.
     pub(crate) async fn partitioned(&self, op: &'static str) -> Result<bool, GatewayError> {
+        if let Some(known) = self.inner.layout.get() {
+            return Ok(known);
+        }
         let config = &self.inner.config;
-        self.inner
-            .partitioned
-            .get_or_try_init(|| async {
-                let mut conn = self.acquire(op).await?;
-                let info = schema::inspect(&mut conn, &config.table)
-                    .await
-                    .map_err(self.err(op))?;
-                if !info.exists {
-                    return Err(self.missing_table());
-                }
-                match info.layout {
-                    TableLayout::OneTable => Ok(false),
-                    TableLayout::TenantHash { .. } => Ok(true),
-                    TableLayout::Other(_) => Err(schema::mismatch_error(
-                        &config.table,
-                        &schema::mismatches(&info, config),
-                    )),
-                }
-            })
+        let mut conn = self.acquire(op).await?;
+        let info = schema::inspect(&mut conn, &config.table)
             .await
-            .copied()
+            .map_err(self.err(op))?;
+        if !info.exists {
+            return Err(self.missing_table());
+        }
+        let partitioned = match (&info.layout, TableLayout::wanted(config)) {
+            (TableLayout::Other(_), _) => None,
+            (found, Some(wanted)) if *found != wanted => None,
+            (found, _) => Some(matches!(found, TableLayout::TenantHash { .. })),
+        };
+        let Some(partitioned) = partitioned else {
+            return Err(schema::mismatch_error(
+                &config.table,
+                &schema::mismatches(&info, config),
+            ));
+        };
+        self.inner.layout.set(partitioned);
+        Ok(partitioned)
+    }
+
+    /// Forgets the layout after a write found the table missing (42P01) or without the key
+    /// its statement names (42P10): it was dropped or re-created meanwhile.
+    pub(crate) fn forget_layout_on(&self, err: &sqlx::Error) {
+        if let sqlx::Error::Database(db) = err {
+            if matches!(db.code().as_deref(), Some("42P01") | Some("42P10")) {
+                self.inner.layout.forget();
+            }
+        }
     }
 }
 
@@ -183,9 +220,11 @@ pub(crate) fn create_partitioned_sql(config: &PgVectorConfig, partitions: u32) -
     // conflict target includes the tenant), and this trigger's insert then fails on the
     // registry's key: the statement, and the batch, are rolled back. A row moved between
     // partitions by an UPDATE fires DELETE and INSERT, so only an update within one
-    // partition needs the UPDATE branch.
+    // partition needs the UPDATE branch. The function keeps the creator's search_path, so
+    // it finds the registry beside the table whatever the writer's.
     ddl.push(format!(
-        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+         SET search_path FROM CURRENT AS $$
          BEGIN
            IF TG_OP = 'INSERT' THEN
              -- A write that moves chunks claimed their registry rows first.

@@ -16,6 +16,9 @@ pub(crate) struct Statements {
     /// Points the registry of a partitioned table at the given (chunk id, tenant) pairs,
     /// locking its rows: writers that move the same chunks then take turns.
     pub claim_chunks: String,
+    /// Removes registry rows of the given chunk ids whose table row is gone: rows that left
+    /// without firing the triggers (TRUNCATE, a detached partition).
+    pub heal_registry: String,
     /// Deletes the stored rows of the given (chunk id, tenant) pairs that are under another
     /// tenant: a move in a partitioned table is a delete and an insert.
     pub move_out: String,
@@ -27,10 +30,10 @@ pub(crate) struct Statements {
     pub exact_projects: String,
     pub scope_rows_tenant: String,
     pub scope_rows_projects: String,
-    pub delete_chunks: String,
-    pub delete_chunks_in_projects: String,
-    pub delete_project: String,
-    pub delete_tenant: String,
+    pub delete_chunks: ByLayout,
+    pub delete_chunks_in_projects: ByLayout,
+    pub delete_project: ByLayout,
+    pub delete_tenant: ByLayout,
     pub fetch: String,
     pub count_all: String,
     pub copy_in: String,
@@ -86,6 +89,12 @@ impl Statements {
                  ON CONFLICT (chunk_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id",
                 quote_ident(&registry_name(&config.table))
             ),
+            heal_registry: format!(
+                "DELETE FROM {} r WHERE r.chunk_id = ANY($1) AND NOT EXISTS \
+                 (SELECT 1 FROM {t} s WHERE s.chunk_id = r.chunk_id AND s.tenant_id = r.tenant_id)",
+                quote_ident(&registry_name(&config.table))
+            ),
+            // The mover claimed the registry rows already.
             move_out: ordered_delete(
                 &t,
                 &format!(
@@ -93,6 +102,7 @@ impl Statements {
                        FROM UNNEST($1::bigint[], $2::bigint[]) AS u(chunk_id, tenant_id) \
                        JOIN {t} s ON s.chunk_id = u.chunk_id AND s.tenant_id <> u.tenant_id)"
                 ),
+                None,
             ),
             tenant_conflicts: format!(
                 "SELECT s.chunk_id, s.tenant_id, u.tenant_id \
@@ -129,13 +139,13 @@ impl Statements {
             // Deletes lock their rows in chunk-id order first, as upserts do (their ids
             // are sorted): a scope delete read through the (tenant, project) index would
             // otherwise lock in index order and deadlock with a concurrent upsert.
-            delete_chunks: ordered_delete(&t, "tenant_id = $1 AND chunk_id = ANY($2)"),
-            delete_chunks_in_projects: ordered_delete(
-                &t,
+            delete_chunks: ByLayout::delete(config, "tenant_id = $1 AND chunk_id = ANY($2)"),
+            delete_chunks_in_projects: ByLayout::delete(
+                config,
                 "tenant_id = $1 AND chunk_id = ANY($2) AND project_id = ANY($3)",
             ),
-            delete_project: ordered_delete(&t, "tenant_id = $1 AND project_id = $2"),
-            delete_tenant: ordered_delete(&t, "tenant_id = $1"),
+            delete_project: ByLayout::delete(config, "tenant_id = $1 AND project_id = $2"),
+            delete_tenant: ByLayout::delete(config, "tenant_id = $1"),
             fetch: format!(
                 "SELECT chunk_id, tenant_id, project_id, embedding FROM {t} \
                  WHERE chunk_id = ANY($1) ORDER BY chunk_id"
@@ -148,12 +158,47 @@ impl Statements {
     }
 }
 
+/// A statement written for each layout.
+pub(crate) struct ByLayout {
+    pub one_table: String,
+    pub partitioned: String,
+}
+
+impl ByLayout {
+    fn delete(config: &PgVectorConfig, condition: &str) -> Self {
+        let t = quote_ident(&config.table);
+        let registry = quote_ident(&registry_name(&config.table));
+        Self {
+            one_table: ordered_delete(&t, condition, None),
+            partitioned: ordered_delete(&t, condition, Some(&registry)),
+        }
+    }
+
+    pub fn get(&self, partitioned: bool) -> &str {
+        if partitioned {
+            &self.partitioned
+        } else {
+            &self.one_table
+        }
+    }
+}
+
 /// `DELETE` of the rows matching `condition`, locking them in chunk-id order first. Rows
-/// are named by (chunk id, tenant), which a partitioned table is keyed by.
-pub(crate) fn ordered_delete(table: &str, condition: &str) -> String {
+/// are named by (chunk id, tenant), which a partitioned table is keyed by. With a
+/// `registry`, its rows are locked first (an InitPlan, run before the table is read):
+/// writers that move chunks lock the registry and then the table, so a delete must too.
+pub(crate) fn ordered_delete(table: &str, condition: &str, registry: Option<&str>) -> String {
+    let registry_first = match registry {
+        None => String::new(),
+        Some(registry) => format!(
+            " AND chunk_id = ANY (ARRAY(SELECT r.chunk_id FROM {registry} r \
+               WHERE r.chunk_id IN (SELECT chunk_id FROM {table} WHERE {condition}) \
+               ORDER BY r.chunk_id FOR UPDATE OF r))"
+        ),
+    };
     format!(
         "DELETE FROM {table} WHERE (chunk_id, tenant_id) IN \
-         (SELECT chunk_id, tenant_id FROM {table} WHERE {condition} \
+         (SELECT chunk_id, tenant_id FROM {table} WHERE {condition}{registry_first} \
           ORDER BY chunk_id FOR UPDATE)"
     )
 }

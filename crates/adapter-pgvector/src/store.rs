@@ -32,9 +32,10 @@ pub(crate) struct Inner {
     pub seam: Seam,
     pub sql: Statements,
     pub scope_sizes: ScopeSizes,
-    /// Whether the table is partitioned by tenant, learned from the catalog by the first
-    /// write or the bootstrap (writes to the two layouts differ; see `layout.rs`).
-    pub partitioned: tokio::sync::OnceCell<bool>,
+    /// The table's layout as writes need it (see `layout.rs`), learned from the catalog by
+    /// the first write or the bootstrap, and forgotten when a write finds the table gone or
+    /// changed.
+    pub layout: crate::layout::KnownLayout,
 }
 
 impl fmt::Debug for PgVectorStore {
@@ -80,7 +81,7 @@ impl PgVectorStore {
                 seam,
                 sql,
                 scope_sizes: ScopeSizes::default(),
-                partitioned: tokio::sync::OnceCell::new(),
+                layout: crate::layout::KnownLayout::default(),
             }),
         })
     }
@@ -131,6 +132,7 @@ impl PgVectorStore {
         operation: &'static str,
     ) -> impl Fn(sqlx::Error) -> GatewayError + '_ {
         move |e| {
+            self.forget_layout_on(&e);
             if let sqlx::Error::Database(db) = &e {
                 if db.code().as_deref() == Some("42P01") {
                     return self.missing_table();

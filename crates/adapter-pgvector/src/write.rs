@@ -118,8 +118,8 @@ impl PgVectorStore {
                 Err(e) if layout::is_registry_conflict(&e, &self.inner.config.table) => {
                     // The registry refused a chunk id another tenant holds: the batch is
                     // rolled back and the holders named. Found none, the holder went away
-                    // meanwhile (or, with moves allowed, another writer moved it first),
-                    // and the batch is run again.
+                    // meanwhile, or its row left without the triggers (TRUNCATE) and only
+                    // its registry row stayed: that one is removed, and the batch run again.
                     tx.rollback().await.map_err(self.err(op))?;
                     let conflicts = if self.inner.config.allow_tenant_move {
                         Vec::new()
@@ -127,6 +127,11 @@ impl PgVectorStore {
                         self.conflicts_on(&mut conn, chunk_ids, tenant_ids).await?
                     };
                     if conflicts.is_empty() {
+                        sqlx::query(&sql.heal_registry)
+                            .bind(chunk_ids)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(self.map_table_error(op))?;
                         return Err(GatewayError::backend(StoreKind::Pgvector, op, TenantRace)
                             .with_source(TenantRace));
                     }
@@ -198,6 +203,7 @@ impl PgVectorStore {
         if matches!(request, DeleteRequest::Chunks { chunk_ids, .. } if chunk_ids.is_empty()) {
             return Ok(0);
         }
+        let partitioned = self.partitioned(op).await?;
         let result = retry_transient(|| async {
             let sql = &self.inner.sql;
             let query = match request {
@@ -208,23 +214,25 @@ impl PgVectorStore {
                 } => {
                     let ids: Vec<i64> = chunk_ids.iter().map(|c| c.get()).collect();
                     match projects {
-                        ProjectFilter::All => sqlx::query(&sql.delete_chunks)
+                        ProjectFilter::All => sqlx::query(sql.delete_chunks.get(partitioned))
                             .bind(tenant_id.get())
                             .bind(ids),
-                        ProjectFilter::Only(set) => sqlx::query(&sql.delete_chunks_in_projects)
-                            .bind(tenant_id.get())
-                            .bind(ids)
-                            .bind(set.iter().map(|p| p.get()).collect::<Vec<i64>>()),
+                        ProjectFilter::Only(set) => {
+                            sqlx::query(sql.delete_chunks_in_projects.get(partitioned))
+                                .bind(tenant_id.get())
+                                .bind(ids)
+                                .bind(set.iter().map(|p| p.get()).collect::<Vec<i64>>())
+                        }
                     }
                 }
                 DeleteRequest::Project {
                     tenant_id,
                     project_id,
-                } => sqlx::query(&sql.delete_project)
+                } => sqlx::query(sql.delete_project.get(partitioned))
                     .bind(tenant_id.get())
                     .bind(project_id.get()),
                 DeleteRequest::Tenant { tenant_id } => {
-                    sqlx::query(&sql.delete_tenant).bind(tenant_id.get())
+                    sqlx::query(sql.delete_tenant.get(partitioned)).bind(tenant_id.get())
                 }
             };
             let mut conn = self.acquire(op).await?;

@@ -211,7 +211,13 @@ impl Outbox for PgOutbox {
     ) -> Result<Vec<ChunkId>, GatewayError> {
         let op = "delete";
         request.validate()?;
-        let data = quote_ident(&self.store.config().table);
+        let table = &self.store.config().table;
+        let data = quote_ident(table);
+        let registry = self
+            .store
+            .partitioned(op)
+            .await?
+            .then(|| quote_ident(&crate::layout::registry_name(table)));
         let (condition, project) = match request {
             DeleteRequest::Project { project_id, .. } => {
                 ("tenant_id = $3 AND project_id = $4", Some(project_id.get()))
@@ -227,7 +233,7 @@ impl Outbox for PgOutbox {
             "WITH d AS ({} RETURNING chunk_id),
              logged AS ({} RETURNING o.chunk_id)
              SELECT chunk_id FROM logged",
-            ordered_delete(&data, condition),
+            ordered_delete(&data, condition, registry.as_deref()),
             self.record_sql(deleted)
         );
         let rows = retry_transient(|| async {
