@@ -48,6 +48,22 @@ impl TableLayout {
         config.tenant_partitions.map(Self::from_partitions)
     }
 
+    /// Why a table of this layout cannot be served with `config`: a layout vectorgate cannot
+    /// write, or another than the one `PGVECTOR_PARTITIONS` names. `None` when it can.
+    pub(crate) fn problem(&self, config: &PgVectorConfig) -> Option<String> {
+        match (self, Self::wanted(config)) {
+            (Self::Other(found), _) => Some(format!(
+                "layout: {found}, which vectorgate cannot keep a chunk id unique in \
+                 (it writes one table or its own hash partitions by tenant_id)"
+            )),
+            (found, Some(wanted)) if *found != wanted => Some(format!(
+                "layout: expected {wanted}, found {found} (PGVECTOR_PARTITIONS; unset it to \
+                 serve the table as it is)"
+            )),
+            _ => None,
+        }
+    }
+
     fn from_partitions(partitions: u32) -> Self {
         if partitions == 0 {
             Self::OneTable
@@ -130,17 +146,13 @@ impl PgVectorStore {
         if !info.exists {
             return Err(self.missing_table());
         }
-        let partitioned = match (&info.layout, TableLayout::wanted(config)) {
-            (TableLayout::Other(_), _) => None,
-            (found, Some(wanted)) if *found != wanted => None,
-            (found, _) => Some(matches!(found, TableLayout::TenantHash { .. })),
-        };
-        let Some(partitioned) = partitioned else {
+        if info.layout.problem(config).is_some() {
             return Err(schema::mismatch_error(
                 &config.table,
                 &schema::mismatches(&info, config),
             ));
-        };
+        }
+        let partitioned = matches!(info.layout, TableLayout::TenantHash { .. });
         self.inner.layout.set(partitioned);
         Ok(partitioned)
     }

@@ -176,17 +176,7 @@ pub(crate) async fn partition_indexes(
 /// both sides. Empty when the table fits.
 pub(crate) fn mismatches(info: &TableInfo, config: &PgVectorConfig) -> Vec<String> {
     let mut problems = Vec::new();
-    match (&info.layout, TableLayout::wanted(config)) {
-        (TableLayout::Other(found), _) => problems.push(format!(
-            "layout: {found}, which vectorgate cannot keep a chunk id unique in \
-             (it writes one table or its own hash partitions by tenant_id)"
-        )),
-        (found, Some(wanted)) if *found != wanted => problems.push(format!(
-            "layout: expected {wanted}, found {found} (PGVECTOR_PARTITIONS; unset it to \
-             serve the table as it is)"
-        )),
-        _ => {}
-    }
+    problems.extend(info.layout.problem(config));
     let dim = config.dimension.get();
     let expected = [
         ("chunk_id", "bigint"),

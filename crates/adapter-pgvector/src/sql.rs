@@ -57,13 +57,16 @@ impl Statements {
         } else {
             format!("embedding {op} $1")
         };
+        // The rows of an upsert batch, bound as four arrays.
+        let insert = format!(
+            "INSERT INTO {t} (chunk_id, tenant_id, project_id, embedding, updated_at) \
+             SELECT u.chunk_id, u.tenant_id, u.project_id, u.embedding, now() \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::vector[]) \
+               AS u(chunk_id, tenant_id, project_id, embedding)"
+        );
         Self {
             upsert: format!(
-                "INSERT INTO {t} (chunk_id, tenant_id, project_id, embedding, updated_at) \
-                 SELECT u.chunk_id, u.tenant_id, u.project_id, u.embedding, now() \
-                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::vector[]) \
-                   AS u(chunk_id, tenant_id, project_id, embedding) \
-                 ON CONFLICT (chunk_id) DO UPDATE SET \
+                "{insert} ON CONFLICT (chunk_id) DO UPDATE SET \
                    tenant_id = EXCLUDED.tenant_id, project_id = EXCLUDED.project_id, \
                    embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at{guard}",
                 // ON CONFLICT's WHERE sees the latest committed row (it locks it first), so
@@ -75,11 +78,7 @@ impl Statements {
                 }
             ),
             upsert_partitioned: format!(
-                "INSERT INTO {t} (chunk_id, tenant_id, project_id, embedding, updated_at) \
-                 SELECT u.chunk_id, u.tenant_id, u.project_id, u.embedding, now() \
-                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::vector[]) \
-                   AS u(chunk_id, tenant_id, project_id, embedding) \
-                 ON CONFLICT (chunk_id, tenant_id) DO UPDATE SET \
+                "{insert} ON CONFLICT (chunk_id, tenant_id) DO UPDATE SET \
                    project_id = EXCLUDED.project_id, embedding = EXCLUDED.embedding, \
                    updated_at = EXCLUDED.updated_at"
             ),
