@@ -32,6 +32,9 @@ pub trait Replica: Send + Sync {
     /// Every row with `from <= chunk_id <= to`, read so that every acknowledged write is
     /// seen (Strong consistency).
     async fn range(&self, from: ChunkId, to: ChunkId) -> Result<Vec<VectorRecord>, GatewayError>;
+
+    /// The rows with these ids that exist, read as [`Replica::range`] reads.
+    async fn copies(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError>;
 }
 
 #[async_trait]
@@ -75,5 +78,9 @@ impl Replica for MilvusStore {
                 })
             })
             .collect()
+    }
+
+    async fn copies(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.fetch(ids).await
     }
 }

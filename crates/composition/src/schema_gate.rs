@@ -163,6 +163,11 @@ impl Replica for SchemaOnFirstUse {
         self.ready().await?;
         self.replica.range(from, to).await
     }
+
+    async fn copies(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.ready().await?;
+        self.replica.copies(ids).await
+    }
 }
 
 #[cfg(test)]

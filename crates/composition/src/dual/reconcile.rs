@@ -68,6 +68,9 @@ impl Window {
         report.compare_range(&page, &copies, TOLERANCE);
         let mut ids = report.ids_to_replay();
         if !ids.is_empty() {
+            ids = self.still_differing(ids).await?;
+        }
+        if !ids.is_empty() {
             // Ids a write holds are in flight, not drift; the relay handles them anyway.
             let held = self.outbox.held(&ids).await?;
             ids.retain(|id| !held.contains(id));
@@ -90,5 +93,16 @@ impl Window {
             .await?;
         *position = Some(next);
         Ok(ids.len() as u64)
+    }
+
+    /// The two reads of a window are not one snapshot: a write that lands in both stores
+    /// between them, and is done before the outbox is asked, looks like drift. So the
+    /// suspects are read again, and only those that still differ are kept.
+    async fn still_differing(&self, suspects: Vec<ChunkId>) -> Result<Vec<ChunkId>, GatewayError> {
+        let copies = self.replica.copies(&suspects).await?;
+        let rows = self.source.fetch(&suspects).await?;
+        let mut again = DriftReport::default();
+        again.compare_range(&rows, &copies, TOLERANCE);
+        Ok(again.ids_to_replay())
     }
 }

@@ -21,6 +21,7 @@ pub enum Call {
     Delete,
     Put,
     Remove,
+    Range,
 }
 
 #[derive(Debug)]
@@ -162,6 +163,11 @@ impl Replica for Gated {
     }
 
     async fn range(&self, from: ChunkId, to: ChunkId) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.gate(Call::Range).await?;
         self.inner.range(from, to).await
+    }
+
+    async fn copies(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.inner.copies(ids).await
     }
 }

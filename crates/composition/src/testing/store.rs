@@ -249,6 +249,12 @@ impl Replica for MemoryStore {
         let rows = self.rows.lock().unwrap();
         Ok(rows.range(from..=to).map(|(_, r)| r.clone()).collect())
     }
+
+    async fn copies(&self, ids: &[ChunkId]) -> Result<Vec<VectorRecord>, GatewayError> {
+        self.check_up()?;
+        let rows = self.rows.lock().unwrap();
+        Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
+    }
 }
 
 impl MemoryStore {

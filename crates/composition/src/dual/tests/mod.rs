@@ -93,17 +93,18 @@ impl Fixture {
 
     /// Another gateway over the same stores and outbox: another process of the service.
     fn gateway(&self, settings: DualSettings) -> DualGateway {
-        DualGateway::new(
-            DualStores {
-                pgvector: self.pg_gate.clone(),
-                milvus: self.milvus_gate.clone(),
-                source: self.pg.clone(),
-                replica: self.milvus_gate.clone(),
-                outbox: self.outbox.clone(),
-                state: self.state.clone(),
-            },
-            settings,
-        )
+        DualGateway::new(self.stores(), settings)
+    }
+
+    fn stores(&self) -> DualStores {
+        DualStores {
+            pgvector: self.pg_gate.clone(),
+            milvus: self.milvus_gate.clone(),
+            source: self.pg.clone(),
+            replica: self.milvus_gate.clone(),
+            outbox: self.outbox.clone(),
+            state: self.state.clone(),
+        }
     }
 
     fn converged(&self) -> bool {
