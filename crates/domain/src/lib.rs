@@ -19,6 +19,7 @@ mod health;
 pub mod outbox;
 mod port;
 mod request;
+mod text;
 mod values;
 
 pub use error::{Cause, GatewayError, StoreKind, TenantConflict};
@@ -30,4 +31,5 @@ pub use request::{
     validate_records, DeleteRequest, ProjectFilter, ScanFilter, SearchHit, SearchRequest,
     SearchRequestBuilder, SearchScope, VectorRecord,
 };
+pub use text::id_list;
 pub use values::{ChunkId, Dimension, Embedding, Metric, ProjectId, TenantId, TopK};

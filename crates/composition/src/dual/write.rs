@@ -5,18 +5,14 @@ use std::sync::Arc;
 
 use vectorgate_domain::outbox::Settle;
 use vectorgate_domain::{
-    validate_records, ChunkId, DeleteRequest, GatewayError, TenantId, VectorRecord,
+    id_list, validate_records, ChunkId, DeleteRequest, GatewayError, TenantId, VectorRecord,
 };
 
 use super::DualGateway;
 use crate::observability::DUAL_FAILURES_TOTAL;
 
-fn join_ids<T: std::fmt::Display>(ids: &[T]) -> String {
-    ids.iter()
-        .map(|id| id.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
+/// Ids a warning names; the rest are counted ("... (N more)").
+const LOGGED_IDS: usize = 20;
 
 impl DualGateway {
     pub(super) async fn upsert(&self, records: &[VectorRecord]) -> Result<u64, GatewayError> {
@@ -154,8 +150,9 @@ impl DualGateway {
         tracing::warn!(
             store = "milvus",
             operation,
-            tenant = %join_ids(tenants),
-            chunk_ids = %join_ids(ids),
+            tenant = %id_list(tenants, LOGGED_IDS, ","),
+            rows = ids.len(),
+            chunk_ids = %id_list(ids, LOGGED_IDS, ","),
             error = %err,
             "dual write: Milvus failed, pgvector committed; the relay replays it"
         );

@@ -135,6 +135,27 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
     panic!("not within 5 s: {what}");
 }
 
+/// A failed batch of thousands is one warning of bounded length: the first ids and a count.
+#[tokio::test]
+async fn a_failed_large_batch_is_logged_with_its_first_ids_and_a_count() {
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let f = Fixture::new(manual());
+    f.milvus_gate.fail(Call::Upsert, 1);
+    let batch: Vec<VectorRecord> = (1..=1000).map(|id| rec(id, 7, 1, 0.1)).collect();
+    f.dual.upsert_vectors(&batch).await.unwrap();
+    f.dual.flush_background().await;
+    let warnings = logs.lines_with("WARN");
+    assert_eq!(warnings.len(), 1, "{}", logs.text());
+    let line = &warnings[0];
+    assert!(line.contains("rows=1000"), "{line}");
+    assert!(line.contains("chunk_ids=1,2,3,"), "{line}");
+    assert!(line.contains(",20,... (980 more)"), "{line}");
+    assert!(!line.contains(",21,"), "{line}");
+    assert!(line.len() < 1000, "{} bytes: {line}", line.len());
+    assert_eq!(f.outbox.pending().len(), 1000, "every id is still recorded");
+}
+
 #[tokio::test]
 async fn a_failing_milvus_leaves_the_caller_with_ok_one_warning_and_an_outbox_entry() {
     let logs = CapturedLogs::default();
