@@ -107,8 +107,7 @@ pub struct MilvusConfig {
     pub tls: MilvusTls,
     pub username: Option<String>,
     pub password: Option<SecretString>,
-    /// `user:password` token (the v1 client of milvus-sdk-rust sends credentials only as a
-    /// user/password pair, so an API-key token without `:` is refused at connect time).
+    /// The token sent as the credential: an API key, or `user:password`.
     pub token: Option<SecretString>,
     pub database: Option<String>,
     pub collection: String,

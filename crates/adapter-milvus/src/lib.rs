@@ -15,7 +15,7 @@
 //! - `address`: [`MilvusUri`] (`http://`/`https://` host and port) and [`MilvusTls`] (CA,
 //!   server name, client identity), their files read and checked before any connection.
 //! - `client`: our own small trait over exactly the SDK calls we make (`MilvusApi`) and its
-//!   milvus-sdk-rust implementation; `connect` (the lazy connection and credentials),
+//!   milvus-sdk-rust implementation; `connect` (the lazy connection and the headers),
 //!   `error` (SDK errors as `GatewayError`), `fence` (read-your-deletes), `sdk` (the
 //!   calls). No SDK type is used outside this module.
 //! - `schema`: [`MilvusSchemaManager`]: collection, IVF_FLAT index, load, partitions.
@@ -24,12 +24,16 @@
 //!   (flush, index coverage).
 //!
 //! # Facts about Milvus 2.3.5 through milvus-sdk-rust 3.0.3 that shaped this crate
-//! - The v1 `Client` is used: `ClientV2` cannot read search rows from 2.3 (it leaves the
-//!   primary-key field name empty).
-//! - `Session` consistency: the SDK sends the timestamp of this client's last write as the
-//!   read's guarantee timestamp. 2.3.5 answers deletes with timestamp 0, so after a delete
-//!   the next `Session` read is sent `Strong` (the client's `SessionFence`); both
-//!   read-your-upserts and read-your-deletes are covered by the live suite.
+//! - Calls go through the crate's generated gRPC client (`milvus::proto`); the v1 types
+//!   only build requests and read replies. The v1 `Client` cannot send an API key (its
+//!   auth interceptor sends only `base64(user:password)`) nor create a partition-key
+//!   collection (its schema conversion clears `is_partition_key`); `ClientV2` cannot read
+//!   search rows from 2.3 (it leaves the primary-key field name empty).
+//! - `Session` consistency is the client's job: a read sends the timestamp of this
+//!   client's last write reply as its guarantee timestamp. 2.3.5 answers deletes with
+//!   timestamp 0, so after a delete the next `Session` read is sent `Strong` (the client's
+//!   `SessionFence`); both read-your-upserts and read-your-deletes are covered by the live
+//!   suite.
 //! - The index is built on sealed segments only. Fresh rows sit in growing segments that
 //!   2.3 searches with its interim index (server settings
 //!   `queryNode.segcore.interimIndex.{nlist=128,nprobe=16}`; the search's nprobe does not
@@ -42,17 +46,14 @@
 //!   project starts set `queryNode.segcore.interimIndex.enableIndex: false` (growing
 //!   segments then searched by brute force, so fresh rows are found); other deployments
 //!   must set it themselves (README).
-//! - TLS: the v1 `Client` takes any `TryInto<tonic::transport::Endpoint>`, so `connect`
-//!   hands it an endpoint carrying the `ClientTlsConfig` (CA, server name, identity). Its
-//!   auth interceptor sends only `base64(user:password)`: API keys cannot be sent.
-//! - Replies over 4 MB are refused by tonic's default decoder (the SDK does not raise it):
+//! - TLS: `connect` builds a tonic endpoint carrying the `ClientTlsConfig` (CA, server
+//!   name, identity). The credential (`MILVUS_TOKEN` as given, an API key too, or
+//!   `user:password`) goes base64-encoded in the `authorization` header, as pymilvus sends it.
+//! - Replies over 4 MB are refused by tonic's default decoder (kept as the SDK keeps it):
 //!   queries that return vectors are sized to stay under 3 MB.
 //! - A loaded partition must be released before it is dropped.
-//! - Partition key: the v1 schema conversion always clears `is_partition_key`, so
-//!   collections are created through the crate's generated gRPC client (`milvus::proto`)
-//!   with the same endpoint and credentials; everything else stays on v1. Milvus 2.3.5's
-//!   upsert routes keyed rows by primary key, so a key is refused before 2.4
-//!   ([`CollectionLayout::server_problem`]).
+//! - Partition key: Milvus 2.3.5's upsert routes keyed rows by primary key, so a key is
+//!   refused before 2.4 ([`CollectionLayout::server_problem`]).
 //! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
 mod address;

@@ -1,15 +1,14 @@
 //! The lazily made connection: nothing touches the network until the first call, then one
-//! SDK client is shared by every call (tonic multiplexes them over one channel). A second,
-//! raw gRPC client serves the one call the SDK's v1 client cannot make (creating a
-//! collection with a partition key).
+//! gRPC client (milvus-sdk-rust's generated `MilvusService` client) is shared by every call
+//! (tonic multiplexes them over one channel), sending the credential and database headers.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use base64::Engine;
-use milvus::client::Client;
 use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
@@ -19,7 +18,7 @@ use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use vectorgate_domain::GatewayError;
 
-use super::error::{error_chain, map_error, tls_hint};
+use super::error::{error_chain, tls_hint};
 use super::STORE;
 use crate::config::MilvusConfig;
 
@@ -79,43 +78,32 @@ impl<T: Send + Sync> LazyConnection<T> {
     }
 }
 
-/// The SDK client, connected lazily: nothing touches the network until the first call,
+/// The gRPC client, connected lazily: nothing touches the network until the first call,
 /// then one connection is made and shared (tonic multiplexes calls over it).
 #[derive(Debug)]
 pub struct LazyClient {
     endpoint: String,
-    connection: LazyConnection<Client>,
-    raw: LazyConnection<RawClient>,
+    connection: LazyConnection<MilvusClient>,
 }
 
-/// The generated gRPC client, with the headers the SDK's client would send.
-pub(super) type RawClient = MilvusServiceClient<InterceptedService<Channel, Headers>>;
+/// The generated gRPC client, with the headers every call carries.
+pub(super) type MilvusClient = MilvusServiceClient<InterceptedService<Channel, Headers>>;
 
 impl LazyClient {
     pub fn new(config: &MilvusConfig) -> Self {
-        let sdk_config = config.clone();
-        let raw_config = config.clone();
+        let config = config.clone();
         Self {
             endpoint: config.endpoint(),
             connection: LazyConnection::new(move || {
-                let config = sdk_config.clone();
+                let config = config.clone();
                 async move { connect(&config).await }
-            }),
-            raw: LazyConnection::new(move || {
-                let config = raw_config.clone();
-                async move { connect_raw(&config) }
             }),
         }
     }
 
-    /// The connected SDK client (connecting on first use); only `SdkMilvusApi` calls it.
-    pub(super) async fn client(&self) -> Result<&Client, GatewayError> {
-        self.connection.get().await
-    }
-
-    /// The raw gRPC client, for calls the SDK's client cannot make.
-    pub(super) async fn raw(&self) -> Result<RawClient, GatewayError> {
-        self.raw.get().await.cloned()
+    /// The connected client (connecting on first use); only `SdkMilvusApi` calls it.
+    pub(super) async fn client(&self) -> Result<MilvusClient, GatewayError> {
+        self.connection.get().await.cloned()
     }
 
     pub fn endpoint(&self) -> &str {
@@ -128,11 +116,17 @@ impl LazyClient {
     }
 }
 
-async fn connect(config: &MilvusConfig) -> Result<Client, GatewayError> {
+/// Connects at once (the TLS handshake included), so that an unreachable or misconfigured
+/// server shows on the first call with its cause.
+async fn connect(config: &MilvusConfig) -> Result<MilvusClient, GatewayError> {
     let uri = config.endpoint();
-    let (username, password) = credentials(config)?;
-    let attempt = Client::with_timeout(endpoint(config)?, config.call_timeout, username, password);
-    let mut client = match tokio::time::timeout(config.connect_timeout, attempt).await {
+    let headers = Headers::new(config)?;
+    let endpoint = endpoint(config)?
+        .timeout(config.call_timeout)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    let channel = match tokio::time::timeout(config.connect_timeout, endpoint.connect()).await {
         Err(_) => {
             return Err(GatewayError::unavailable(
                 STORE,
@@ -150,32 +144,15 @@ async fn connect(config: &MilvusConfig) -> Result<Client, GatewayError> {
             )
             .with_source(err));
         }
-        Ok(Ok(client)) => client,
+        Ok(Ok(channel)) => channel,
     };
-    if let Some(database) = &config.database {
-        client
-            .using_database(database.clone())
-            .await
-            .map_err(|err| map_error("use database", &uri, err))?;
-    }
     tracing::info!(endpoint = %uri, "connected to Milvus");
-    Ok(client)
+    Ok(MilvusServiceClient::with_interceptor(channel, headers))
 }
 
-/// The raw client connects on its first call; it is used only after the SDK's client has
-/// reached the server, so a connection failure shows there first, with its own message.
-fn connect_raw(config: &MilvusConfig) -> Result<RawClient, GatewayError> {
-    let channel = endpoint(config)?
-        .timeout(config.call_timeout)
-        .connect_lazy();
-    Ok(MilvusServiceClient::with_interceptor(
-        channel,
-        Headers::new(config)?,
-    ))
-}
-
-/// What the SDK's client sends with every call: `base64(user:password)` as `authorization`,
-/// and the database as `dbname`. The credential is marked sensitive (never logged by tonic).
+/// What every call carries: the credential as `authorization` (base64, as Milvus and its
+/// SDKs expect it), and the database as `dbname`. The credential is marked sensitive (never
+/// logged by tonic).
 #[derive(Clone)]
 pub(super) struct Headers {
     authorization: Option<MetadataValue<Ascii>>,
@@ -184,17 +161,16 @@ pub(super) struct Headers {
 
 impl Headers {
     fn new(config: &MilvusConfig) -> Result<Self, GatewayError> {
-        let authorization = match credentials(config)? {
-            (Some(user), Some(password)) => {
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let authorization = match credential(config)? {
+            Some(credential) => {
+                let token = base64::engine::general_purpose::STANDARD.encode(credential);
                 let mut value = MetadataValue::try_from(token).map_err(|_| {
                     GatewayError::configuration("MILVUS_TOKEN", "<redacted>", "ASCII credentials")
                 })?;
                 value.set_sensitive(true);
                 Some(value)
             }
-            _ => None,
+            None => None,
         };
         let database = match &config.database {
             Some(name) => Some(MetadataValue::try_from(name.as_str()).map_err(|_| {
@@ -258,25 +234,15 @@ fn endpoint(config: &MilvusConfig) -> Result<Endpoint, GatewayError> {
     })
 }
 
-/// The v1 client authenticates with a user/password pair only; a `user:password` token is
-/// the same thing, anything else cannot be sent by it.
-fn credentials(config: &MilvusConfig) -> Result<(Option<String>, Option<String>), GatewayError> {
+/// The credential Milvus authenticates: `MILVUS_TOKEN` as given (an API key, as Zilliz
+/// Cloud issues them, or `user:password`), else `MILVUS_USERNAME:MILVUS_PASSWORD`.
+fn credential(config: &MilvusConfig) -> Result<Option<String>, GatewayError> {
     if let Some(token) = &config.token {
-        return match token.expose_secret().split_once(':') {
-            Some((user, password)) => Ok((Some(user.to_string()), Some(password.to_string()))),
-            None => Err(GatewayError::configuration(
-                "MILVUS_TOKEN",
-                "<redacted>",
-                "a user:password token (milvus-sdk-rust's v1 client cannot send API keys)",
-            )),
-        };
+        return Ok(Some(token.expose_secret().to_string()));
     }
     match (&config.username, &config.password) {
-        (Some(user), Some(password)) => Ok((
-            Some(user.clone()),
-            Some(password.expose_secret().to_string()),
-        )),
-        (None, None) => Ok((None, None)),
+        (Some(user), Some(password)) => Ok(Some(format!("{user}:{}", password.expose_secret()))),
+        (None, None) => Ok(None),
         _ => Err(GatewayError::configuration(
             "MILVUS_USERNAME/MILVUS_PASSWORD",
             "<only one set>",
@@ -360,23 +326,40 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    fn sent_credential(config: &MilvusConfig) -> Option<String> {
+        let request = Headers::new(config)
+            .unwrap()
+            .call(tonic::Request::new(()))
+            .unwrap();
+        request.metadata().get("authorization").map(|value| {
+            assert!(value.is_sensitive(), "tonic must never log the credential");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.to_str().unwrap())
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+    }
+
     #[test]
-    fn credentials_accept_user_password_tokens_only() {
+    fn tokens_are_sent_as_given_api_keys_included() {
         let mut config = MilvusConfig::new("h", 1, Dimension::new(4).unwrap());
-        assert_eq!(credentials(&config).unwrap(), (None, None));
+        assert_eq!(sent_credential(&config), None);
         config.token = Some("root:Milvus".to_string().into());
+        assert_eq!(sent_credential(&config).as_deref(), Some("root:Milvus"));
+        // An API key (Zilliz Cloud) has no colon; Milvus and pymilvus send it as is.
+        config.token = Some("db-1f3c9a8e0b7d4c26".to_string().into());
         assert_eq!(
-            credentials(&config).unwrap(),
-            (Some("root".into()), Some("Milvus".into()))
-        );
-        config.token = Some("apikey123".to_string().into());
-        let err = credentials(&config).unwrap_err();
-        assert!(
-            !err.to_string().contains("apikey123"),
-            "never echo a secret"
+            sent_credential(&config).as_deref(),
+            Some("db-1f3c9a8e0b7d4c26")
         );
         config.token = None;
         config.username = Some("u".into());
-        assert!(credentials(&config).is_err(), "username without password");
+        config.password = Some("p:w".to_string().into());
+        assert_eq!(sent_credential(&config).as_deref(), Some("u:p:w"));
+        config.password = None;
+        let Err(err) = Headers::new(&config) else {
+            panic!("a username without a password is refused")
+        };
+        assert!(err.to_string().contains("MILVUS_USERNAME"), "{err}");
     }
 }

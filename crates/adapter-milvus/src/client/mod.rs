@@ -2,14 +2,14 @@
 //!
 //! [`MilvusApi`] is a small trait of our own over exactly the Milvus calls the store and
 //! the schema manager make, speaking only our own types. [`SdkMilvusApi`] implements it with
-//! the SDK's v1 `milvus::client::Client`: the v2 `ClientV2` leaves the primary-key field
-//! name empty in Milvus 2.3's search replies, so it cannot read their rows. Every SDK call
-//! is in this module, so moving to another SDK API touches nothing else. The store is
+//! the SDK's generated gRPC client (see `sdk` for why not its v1 or v2 clients). Every SDK
+//! call is in this module, so moving to another SDK API touches nothing else. The store is
 //! unit-tested with a mockall mock of the trait.
 //!
-//! - `connect`: the lazy connection and the credentials the v1 client can send.
+//! - `connect`: the lazy connection and the headers every call carries (credential,
+//!   database).
 //! - `error`: SDK errors as [`GatewayError`].
-//! - `fence`: [`fence::SessionFence`], read-your-deletes under `Session` consistency.
+//! - `fence`: [`fence::SessionFence`], read-your-writes and -deletes under `Session`.
 //! - `sdk`: [`SdkMilvusApi`], the calls themselves.
 
 mod connect;

@@ -1,24 +1,35 @@
-//! [`SdkMilvusApi`]: [`MilvusApi`] over milvus-sdk-rust's v1 client. Every SDK call the
-//! adapter makes is in this file.
+//! [`SdkMilvusApi`]: [`MilvusApi`] over milvus-sdk-rust's generated gRPC client. Every
+//! Milvus call the adapter makes is in this file. The SDK's v1 types still build schemas,
+//! index parameters, placeholder groups and columns; the calls go through the generated
+//! client because the v1 `Client` sends no API key and clears the partition-key flag, and
+//! `ClientV2` cannot read Milvus 2.3's search rows (it leaves the primary-key name empty).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use milvus::client::{Client, ConsistencyLevel};
+use milvus::client::ConsistencyLevel;
 use milvus::data::FieldColumn;
-use milvus::index::{IndexParams, IndexType, MetricType};
-use milvus::mutate::DeleteOptions;
-use milvus::proto::common::{LoadState, MsgBase, MsgType};
-use milvus::proto::milvus::CreateCollectionRequest;
-use milvus::query::{QueryOptions, SearchOptions};
+use milvus::index::{IndexInfo, IndexParams, IndexType, MetricType};
+use milvus::proto::common::{
+    DslType, IndexState, KeyValuePair, LoadState, MsgBase, MsgType, SegmentState, Status,
+};
+use milvus::proto::milvus::{
+    search_request::SearchInput, ConnectRequest, CreateCollectionRequest, CreateIndexRequest,
+    CreatePartitionRequest, DeleteRequest, DescribeCollectionRequest, DescribeIndexRequest,
+    DropCollectionRequest, DropPartitionRequest, FlushRequest, GetLoadStateRequest,
+    GetLoadingProgressRequest, GetQuerySegmentInfoRequest, HasCollectionRequest,
+    HasPartitionRequest, LoadCollectionRequest, QueryRequest, ReleasePartitionsRequest,
+    SearchRequest, ShowPartitionsRequest, UpsertRequest,
+};
+use milvus::proto::schema::i_ds::IdField;
 use milvus::schema::{CollectionSchemaBuilder, FieldSchema};
 use milvus::value::{Value, ValueVec};
 use prost::Message;
 use vectorgate_domain::GatewayError;
 
-use super::connect::LazyClient;
+use super::connect::{LazyClient, MilvusClient};
 use super::error::map_error;
 use super::fence::SessionFence;
 use super::{
@@ -27,15 +38,19 @@ use super::{
 };
 use crate::config::{Consistency, MilvusConfig};
 
-/// [`MilvusApi`] over milvus-sdk-rust's v1 client.
+/// How often an index build or a load is polled while the adapter waits for it.
+const POLL: Duration = Duration::from_millis(500);
+
+/// [`MilvusApi`] over milvus-sdk-rust's generated gRPC client.
 #[derive(Debug)]
 pub struct SdkMilvusApi {
     lazy_client: LazyClient,
     fence: SessionFence,
-    /// Bound on calls the SDK polls internally without a deadline of its own (index build,
-    /// load).
+    /// Bound on the waits the adapter polls for (index build, load).
     wait_timeout: Duration,
 }
+
+type SdkError = milvus::error::Error;
 
 impl SdkMilvusApi {
     pub fn new(config: &MilvusConfig) -> Self {
@@ -46,27 +61,98 @@ impl SdkMilvusApi {
         }
     }
 
-    async fn client(&self) -> Result<&Client, GatewayError> {
+    async fn client(&self) -> Result<MilvusClient, GatewayError> {
         self.lazy_client.client().await
     }
 
-    fn err(&self, operation: &'static str) -> impl Fn(milvus::error::Error) -> GatewayError + '_ {
+    fn err(&self, operation: &'static str) -> impl Fn(SdkError) -> GatewayError + '_ {
         move |err| map_error(operation, self.lazy_client.endpoint(), err)
     }
 
-    async fn bounded<T>(
+    /// Sends one request: the transport's refusal and the reply's own status both become
+    /// the operation's error.
+    async fn call<T: Replied>(
         &self,
         operation: &'static str,
-        fut: impl Future<Output = Result<T, milvus::error::Error>>,
+        reply: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, GatewayError> {
-        match tokio::time::timeout(self.wait_timeout, fut).await {
-            Ok(result) => result.map_err(self.err(operation)),
+        let reply = reply
+            .await
+            .map_err(|status| self.err(operation)(status.into()))?
+            .into_inner();
+        match failure(reply.status()) {
+            Some(err) => Err(self.err(operation)(err)),
+            None => Ok(reply),
+        }
+    }
+
+    /// Polls `done` until it says so, within the wait bound.
+    async fn wait_until<F, Fut>(&self, operation: &'static str, done: F) -> Result<(), GatewayError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<bool, GatewayError>>,
+    {
+        let waiting = async {
+            while !done().await? {
+                tokio::time::sleep(POLL).await;
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.wait_timeout, waiting).await {
+            Ok(result) => result,
             Err(_) => Err(GatewayError::backend(
                 STORE,
                 operation,
                 format!("not finished within {:?}", self.wait_timeout),
             )),
         }
+    }
+}
+
+/// A reply that carries a status.
+trait Replied {
+    fn status(&self) -> Option<&Status>;
+}
+
+impl Replied for Status {
+    fn status(&self) -> Option<&Status> {
+        Some(self)
+    }
+}
+
+macro_rules! replied {
+    ($($reply:ty),* $(,)?) => {$(
+        impl Replied for $reply {
+            fn status(&self) -> Option<&Status> {
+                self.status.as_ref()
+            }
+        }
+    )*};
+}
+
+replied!(
+    milvus::proto::milvus::BoolResponse,
+    milvus::proto::milvus::ConnectResponse,
+    milvus::proto::milvus::DescribeCollectionResponse,
+    milvus::proto::milvus::DescribeIndexResponse,
+    milvus::proto::milvus::FlushResponse,
+    milvus::proto::milvus::GetLoadStateResponse,
+    milvus::proto::milvus::GetLoadingProgressResponse,
+    milvus::proto::milvus::GetQuerySegmentInfoResponse,
+    milvus::proto::milvus::MutationResult,
+    milvus::proto::milvus::QueryResults,
+    milvus::proto::milvus::SearchResults,
+    milvus::proto::milvus::ShowPartitionsResponse,
+);
+
+/// The error a reply's status reports, if any. Milvus 2.3 fills both codes; newer servers
+/// and lite only `code`.
+#[allow(deprecated)]
+fn failure(status: Option<&Status>) -> Option<SdkError> {
+    match status {
+        None => Some(SdkError::Unexpected("a reply without a status".into())),
+        Some(s) if s.code != 0 || s.error_code != 0 => Some(s.clone().into()),
+        Some(_) => None,
     }
 }
 
@@ -104,6 +190,31 @@ fn int_column(name: &str, values: Vec<i64>) -> FieldColumn {
     FieldColumn::new(&FieldSchema::new_int64(name, ""), ValueVec::Long(values))
 }
 
+fn kv(key: &str, value: impl Into<String>) -> KeyValuePair {
+    KeyValuePair {
+        key: key.to_string(),
+        value: value.into(),
+    }
+}
+
+/// A query reply's columns in the adapter's terms; other column types are skipped.
+fn rows_of(fields: Vec<milvus::proto::schema::FieldData>) -> Rows {
+    let mut rows = Rows::default();
+    for column in fields.into_iter().map(FieldColumn::from) {
+        let value = match column.value {
+            ValueVec::Long(values) => Column::Int64(values),
+            ValueVec::Int(values) => Column::Int64(values.into_iter().map(i64::from).collect()),
+            ValueVec::Float(values) => Column::FloatVector {
+                dim: u32::try_from(column.dim).unwrap_or(0),
+                values,
+            },
+            _ => continue,
+        };
+        rows.columns.insert(column.name, value);
+    }
+    rows
+}
+
 fn value_to_i64(value: &Value<'_>) -> Option<i64> {
     match value {
         Value::Long(v) => Some(*v),
@@ -115,34 +226,55 @@ fn value_to_i64(value: &Value<'_>) -> Option<i64> {
 #[async_trait]
 impl MilvusApi for SdkMilvusApi {
     async fn server_version(&self) -> Result<String, GatewayError> {
-        let client = self.client().await?;
-        let version = client
-            .get_server_version()
-            .await
-            .map_err(self.err("server version"))?;
-        Ok(version.version)
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "server version",
+                client.connect(ConnectRequest {
+                    base: Some(MsgBase::new(MsgType::Connect)),
+                    client_info: None,
+                }),
+            )
+            .await?;
+        Ok(reply
+            .server_info
+            .map(|info| info.build_tags)
+            .unwrap_or_default())
     }
 
     async fn has_collection(&self, collection: &str) -> Result<bool, GatewayError> {
-        self.client()
-            .await?
-            .has_collection(collection)
-            .await
-            .map_err(self.err("has collection"))
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "has collection",
+                client.has_collection(HasCollectionRequest {
+                    base: Some(MsgBase::new(MsgType::HasCollection)),
+                    collection_name: collection.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(reply.value)
     }
 
     async fn describe_collection(
         &self,
         collection: &str,
     ) -> Result<CollectionDescription, GatewayError> {
+        let mut client = self.client().await?;
         let described = self
-            .client()
-            .await?
-            .describe_collection(collection)
-            .await
-            .map_err(self.err("describe collection"))?;
+            .call(
+                "describe collection",
+                client.describe_collection(DescribeCollectionRequest {
+                    base: Some(MsgBase::new(MsgType::DescribeCollection)),
+                    collection_name: collection.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
         let fields = described
             .schema
+            .unwrap_or_default()
             .fields
             .into_iter()
             .map(|proto| {
@@ -171,8 +303,8 @@ impl MilvusApi for SdkMilvusApi {
         })
     }
 
-    /// Made through the raw gRPC client: the SDK's v1 schema conversion always clears the
-    /// partition-key flag. The SDK still builds and checks the schema.
+    /// The SDK builds and checks the schema; its v1 conversion clears the partition-key
+    /// flag, which is set again here.
     async fn create_collection(
         &self,
         collection: &str,
@@ -203,28 +335,24 @@ impl MilvusApi for SdkMilvusApi {
             num_partitions: if keyed { i64::from(num_partitions) } else { 0 },
             ..Default::default()
         };
-        let status = self
-            .lazy_client
-            .raw()
-            .await?
-            .create_collection(request)
-            .await
-            .map_err(|status| self.err("create collection")(status.into()))?
-            .into_inner();
-        #[allow(deprecated)] // Milvus 2.3 fills both codes; lite only `code`.
-        let failed = status.code != 0 || status.error_code != 0;
-        if failed {
-            return Err(self.err("create collection")(status.into()));
-        }
+        let mut client = self.client().await?;
+        self.call("create collection", client.create_collection(request))
+            .await?;
         Ok(())
     }
 
     async fn drop_collection(&self, collection: &str) -> Result<(), GatewayError> {
-        self.client()
-            .await?
-            .drop_collection(collection)
-            .await
-            .map_err(self.err("drop collection"))
+        let mut client = self.client().await?;
+        self.call(
+            "drop collection",
+            client.drop_collection(DropCollectionRequest {
+                base: Some(MsgBase::new(MsgType::DropCollection)),
+                collection_name: collection.to_string(),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn describe_index(
@@ -232,21 +360,33 @@ impl MilvusApi for SdkMilvusApi {
         collection: &str,
         field: &str,
     ) -> Result<Vec<IndexSpec>, GatewayError> {
-        let result = self.client().await?.describe_index(collection, field).await;
-        let infos = match result {
-            Ok(infos) => infos,
+        let mut client = self.client().await?;
+        let reply = client
+            .describe_index(DescribeIndexRequest {
+                base: Some(MsgBase::new(MsgType::DescribeIndex)),
+                collection_name: collection.to_string(),
+                field_name: field.to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|status| self.err("describe index")(status.into()))?
+            .into_inner();
+        match failure(reply.status.as_ref()) {
+            None => {}
             // 2.3 answers "index not found" (IndexNotExist) for a field without index.
-            Err(milvus::error::Error::Server(code, reason))
+            Some(SdkError::Server(code, reason))
                 if format!("{code:?}") == "IndexNotExist"
                     || reason.contains("index not found")
                     || reason.contains("index doesn't exist") =>
             {
                 return Ok(Vec::new())
             }
-            Err(err) => return Err(self.err("describe index")(err)),
-        };
-        Ok(infos
+            Some(err) => return Err(self.err("describe index")(err)),
+        }
+        Ok(reply
+            .index_descriptions
             .into_iter()
+            .map(IndexInfo::from)
             .map(|info| IndexSpec {
                 index_name: info.index_name().to_string(),
                 field_name: info.field_name().to_string(),
@@ -258,7 +398,7 @@ impl MilvusApi for SdkMilvusApi {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                finished: matches!(info.state(), milvus::proto::common::IndexState::Finished),
+                finished: matches!(info.state(), IndexState::Finished),
             })
             .collect())
     }
@@ -284,28 +424,79 @@ impl MilvusApi for SdkMilvusApi {
             metric,
             index.params.clone().into_iter().collect::<HashMap<_, _>>(),
         );
-        let client = self.client().await?;
-        self.bounded(
+        let mut client = self.client().await?;
+        self.call(
             "create index",
-            client.create_index(collection, index.field_name.clone(), params),
+            client.create_index(CreateIndexRequest {
+                base: Some(MsgBase::new(MsgType::CreateIndex)),
+                collection_name: collection.to_string(),
+                field_name: index.field_name.clone(),
+                extra_params: params.extra_kv_params(),
+                index_name: index.index_name.clone(),
+                ..Default::default()
+            }),
         )
+        .await?;
+        self.wait_until("create index", || async {
+            let described = self.describe_index(collection, &index.field_name).await?;
+            match described.iter().find(|i| i.index_name == index.index_name) {
+                Some(built) => Ok(built.finished),
+                None => Err(GatewayError::backend(
+                    STORE,
+                    "create index",
+                    format!(
+                        "index {} is not described after its creation",
+                        index.index_name
+                    ),
+                )),
+            }
+        })
         .await
     }
 
     async fn load_collection(&self, collection: &str) -> Result<(), GatewayError> {
-        let client = self.client().await?;
-        self.bounded("load collection", client.load_collection(collection, None))
-            .await
+        let mut client = self.client().await?;
+        self.call(
+            "load collection",
+            client.load_collection(LoadCollectionRequest {
+                base: Some(MsgBase::new(MsgType::LoadCollection)),
+                collection_name: collection.to_string(),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        self.wait_until("load collection", || {
+            let mut client = client.clone();
+            async move {
+                let progress = self
+                    .call(
+                        "load collection",
+                        client.get_loading_progress(GetLoadingProgressRequest {
+                            base: Some(MsgBase::new(MsgType::Undefined)),
+                            collection_name: collection.to_string(),
+                            ..Default::default()
+                        }),
+                    )
+                    .await?;
+                Ok(progress.progress >= 100)
+            }
+        })
+        .await
     }
 
     async fn load_status(&self, collection: &str) -> Result<LoadStatus, GatewayError> {
-        let state = self
-            .client()
-            .await?
-            .get_load_state(collection, None)
-            .await
-            .map_err(self.err("load state"))?;
-        Ok(match state {
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "load state",
+                client.get_load_state(GetLoadStateRequest {
+                    base: Some(MsgBase::new(MsgType::Undefined)),
+                    collection_name: collection.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(match reply.state() {
             LoadState::Loaded => LoadStatus::Loaded,
             LoadState::Loading => LoadStatus::Loading,
             LoadState::NotLoad => LoadStatus::NotLoaded,
@@ -314,103 +505,161 @@ impl MilvusApi for SdkMilvusApi {
     }
 
     async fn flush(&self, collection: &str) -> Result<(), GatewayError> {
-        let client = self.client().await?;
-        self.bounded("flush", client.flush(collection)).await
+        let mut client = self.client().await?;
+        self.call(
+            "flush",
+            client.flush(FlushRequest {
+                base: Some(MsgBase::new(MsgType::Flush)),
+                collection_names: vec![collection.to_string()],
+                ..Default::default()
+            }),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn loaded_segments(&self, collection: &str) -> Result<Vec<SegmentInfo>, GatewayError> {
-        let segments = self
-            .client()
-            .await?
-            .list_loaded_segments(collection)
-            .await
-            .map_err(self.err("list loaded segments"))?;
-        Ok(segments
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "list loaded segments",
+                client.get_query_segment_info(GetQuerySegmentInfoRequest {
+                    collection_name: collection.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(reply
+            .infos
             .into_iter()
             .map(|s| SegmentInfo {
                 rows: u64::try_from(s.num_rows).unwrap_or(0),
-                growing: matches!(s.state, milvus::proto::common::SegmentState::Growing),
+                growing: s.state() == SegmentState::Growing,
                 index_name: s.index_name,
             })
             .collect())
     }
 
     async fn upsert(&self, collection: &str, batch: ColumnBatch) -> Result<u64, GatewayError> {
-        let rows = batch.row_count() as u64;
+        let rows = batch.row_count();
         let generation = self.fence.generation(collection);
         let vector_schema =
             FieldSchema::new_float_vector(crate::schema::FIELD_EMBEDDING, "", i64::from(batch.dim));
-        let columns = vec![
+        let columns = [
             int_column(crate::schema::FIELD_CHUNK_ID, batch.chunk_ids),
             int_column(crate::schema::FIELD_TENANT_ID, batch.tenant_ids),
             int_column(crate::schema::FIELD_PROJECT_ID, batch.project_ids),
             FieldColumn::new(&vector_schema, ValueVec::Float(batch.embeddings)),
         ];
+        let mut client = self.client().await?;
         let result = self
-            .client()
-            .await?
-            .upsert(collection, columns, None::<milvus::mutate::UpsertOptions>)
-            .await
-            .map_err(self.err("upsert"))?;
+            .call(
+                "upsert",
+                client.upsert(UpsertRequest {
+                    base: Some(MsgBase::new(MsgType::Upsert)),
+                    collection_name: collection.to_string(),
+                    num_rows: u32::try_from(rows).unwrap_or(u32::MAX),
+                    fields_data: columns.into_iter().map(Into::into).collect(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
         if result.timestamp != 0 {
-            self.fence.write_timestamped(collection, generation);
+            self.fence
+                .write_timestamped(collection, generation, result.timestamp);
         }
         // 2.3 reports upsert_cnt; fall back to the rows sent when a server leaves it 0.
         Ok(match result.upsert_cnt {
             n if n > 0 => n as u64,
-            _ => rows,
+            _ => rows as u64,
         })
     }
 
     async fn delete(&self, collection: &str, expr: &str) -> Result<u64, GatewayError> {
+        let generation = self.fence.generation(collection);
+        let mut client = self.client().await?;
         let result = self
-            .client()
-            .await?
-            .delete(collection, &DeleteOptions::with_filter(expr.to_string()))
-            .await
-            .map_err(self.err("delete"))?;
+            .call(
+                "delete",
+                client.delete(DeleteRequest {
+                    base: Some(MsgBase::new(MsgType::Delete)),
+                    collection_name: collection.to_string(),
+                    expr: expr.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
         if result.timestamp == 0 {
             self.fence.delete_done(collection);
+        } else {
+            self.fence
+                .write_timestamped(collection, generation, result.timestamp);
         }
         Ok(u64::try_from(result.delete_cnt).unwrap_or(0))
     }
 
     async fn search(&self, call: &SearchCall) -> Result<Vec<RawHit>, GatewayError> {
-        let (level, generation) = self.fence.read_level(&call.collection, call.consistency);
-        let options = SearchOptions::new()
-            .filter(call.filter.clone())
-            .limit(call.limit as usize)
-            .output_fields(call.output_fields.clone())
-            .anns_field(vec![call.vector_field.clone()])
-            .add_param("metric_type", call.metric.as_str())
-            .add_param("nprobe", call.nprobe.to_string())
-            .consistency_level(consistency_level(level));
-        let client = self.client().await?;
-        let results = client
-            .search(
-                call.collection.clone(),
-                vec![Value::from(call.vector.clone())],
-                Some(options),
+        let read = self.fence.read(&call.collection, call.consistency);
+        let placeholders =
+            milvus::query::get_place_holder_group(&vec![Value::from(call.vector.clone())])
+                .map_err(self.err("search"))?;
+        // Built from an integer only.
+        let params = format!(r#"{{"nprobe":{}}}"#, call.nprobe);
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "search",
+                client.search(SearchRequest {
+                    base: Some(MsgBase::new(MsgType::Search)),
+                    collection_name: call.collection.clone(),
+                    dsl: call.filter.clone(),
+                    dsl_type: DslType::BoolExprV1 as i32,
+                    nq: 1,
+                    search_input: Some(SearchInput::PlaceholderGroup(placeholders)),
+                    output_fields: call.output_fields.clone(),
+                    search_params: vec![
+                        kv("anns_field", call.vector_field.clone()),
+                        kv("topk", call.limit.to_string()),
+                        kv("metric_type", call.metric.as_str()),
+                        kv("params", params),
+                        kv("round_decimal", "-1"),
+                    ],
+                    guarantee_timestamp: read.guarantee_timestamp,
+                    consistency_level: consistency_level(read.level),
+                    ..Default::default()
+                }),
             )
-            .await
-            .map_err(self.err("search"))?;
-        self.fence.read_done(&call.collection, generation);
-        let Some(result) = results.into_iter().next() else {
+            .await?;
+        self.fence.read_done(&call.collection, read.generation);
+        let Some(result) = reply.results else {
             return Ok(Vec::new());
         };
-        let mut hits = Vec::with_capacity(result.id.len());
-        for (row, (id, distance)) in result.id.iter().zip(&result.score).enumerate() {
-            let id = value_to_i64(id).ok_or_else(|| {
-                GatewayError::backend(STORE, "search", "a hit has a non-integer primary key")
-            })?;
+        let ids = match result.ids.and_then(|ids| ids.id_field) {
+            Some(IdField::IntId(ids)) => ids.data,
+            None => Vec::new(),
+            Some(_) => {
+                return Err(GatewayError::backend(
+                    STORE,
+                    "search",
+                    "a hit has a non-integer primary key",
+                ))
+            }
+        };
+        let columns: Vec<FieldColumn> = result
+            .fields_data
+            .into_iter()
+            .map(FieldColumn::from)
+            .collect();
+        let mut hits = Vec::with_capacity(ids.len());
+        for (row, (id, distance)) in ids.iter().zip(&result.scores).enumerate() {
             let mut fields = BTreeMap::new();
-            for column in &result.field {
+            for column in &columns {
                 if let Some(v) = column.get(row).as_ref().and_then(value_to_i64) {
                     fields.insert(column.name.clone(), v);
                 }
             }
             hits.push(RawHit {
-                id,
+                id: *id,
                 distance: *distance,
                 fields,
             });
@@ -419,34 +668,29 @@ impl MilvusApi for SdkMilvusApi {
     }
 
     async fn query(&self, call: &QueryCall) -> Result<Rows, GatewayError> {
-        let (level, generation) = self.fence.read_level(&call.collection, call.consistency);
-        let mut options = QueryOptions::new()
-            .output_fields(call.output_fields.clone())
-            .consistency_level(consistency_level(level));
+        let read = self.fence.read(&call.collection, call.consistency);
+        let mut query_params = Vec::new();
         if let Some(limit) = call.limit {
-            options = options.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+            query_params.push(kv("limit", limit.to_string()));
         }
-        let columns = self
-            .client()
-            .await?
-            .query(call.collection.clone(), &call.expr, &options)
-            .await
-            .map_err(self.err("query"))?;
-        self.fence.read_done(&call.collection, generation);
-        let mut rows = Rows::default();
-        for column in columns {
-            let value = match column.value {
-                ValueVec::Long(values) => Column::Int64(values),
-                ValueVec::Int(values) => Column::Int64(values.into_iter().map(i64::from).collect()),
-                ValueVec::Float(values) => Column::FloatVector {
-                    dim: u32::try_from(column.dim).unwrap_or(0),
-                    values,
-                },
-                _ => continue,
-            };
-            rows.columns.insert(column.name, value);
-        }
-        Ok(rows)
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "query",
+                client.query(QueryRequest {
+                    base: Some(MsgBase::new(MsgType::Retrieve)),
+                    collection_name: call.collection.clone(),
+                    expr: call.expr.clone(),
+                    output_fields: call.output_fields.clone(),
+                    query_params,
+                    guarantee_timestamp: read.guarantee_timestamp,
+                    consistency_level: consistency_level(read.level),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        self.fence.read_done(&call.collection, read.generation);
+        Ok(rows_of(reply.fields_data))
     }
 
     async fn count(
@@ -455,16 +699,25 @@ impl MilvusApi for SdkMilvusApi {
         expr: &str,
         consistency: Consistency,
     ) -> Result<u64, GatewayError> {
-        let (level, generation) = self.fence.read_level(collection, consistency);
-        let options = QueryOptions::new().consistency_level(consistency_level(level));
-        let n = self
-            .client()
-            .await?
-            .count_with_expr(collection, expr, &options)
-            .await
-            .map_err(self.err("count"))?;
-        self.fence.read_done(collection, generation);
-        Ok(u64::try_from(n).unwrap_or(0))
+        let rows = self
+            .query(&QueryCall {
+                collection: collection.to_string(),
+                expr: expr.to_string(),
+                output_fields: vec!["count(*)".to_string()],
+                limit: None,
+                consistency,
+            })
+            .await?;
+        match rows.columns.get("count(*)") {
+            Some(Column::Int64(values)) if !values.is_empty() => {
+                Ok(u64::try_from(values[0]).unwrap_or(0))
+            }
+            _ => Err(GatewayError::backend(
+                STORE,
+                "count",
+                "the reply has no count(*) column",
+            )),
+        }
     }
 
     async fn create_partition(
@@ -472,19 +725,34 @@ impl MilvusApi for SdkMilvusApi {
         collection: &str,
         partition: &str,
     ) -> Result<(), GatewayError> {
-        self.client()
-            .await?
-            .create_partition(collection.to_string(), partition.to_string())
-            .await
-            .map_err(self.err("create partition"))
+        let mut client = self.client().await?;
+        self.call(
+            "create partition",
+            client.create_partition(CreatePartitionRequest {
+                base: Some(MsgBase::new(MsgType::CreatePartition)),
+                collection_name: collection.to_string(),
+                partition_name: partition.to_string(),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn has_partition(&self, collection: &str, partition: &str) -> Result<bool, GatewayError> {
-        self.client()
-            .await?
-            .has_partition(collection.to_string(), partition.to_string())
-            .await
-            .map_err(self.err("has partition"))
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "has partition",
+                client.has_partition(HasPartitionRequest {
+                    base: Some(MsgBase::new(MsgType::HasPartition)),
+                    collection_name: collection.to_string(),
+                    partition_name: partition.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(reply.value)
     }
 
     async fn release_partition(
@@ -492,27 +760,48 @@ impl MilvusApi for SdkMilvusApi {
         collection: &str,
         partition: &str,
     ) -> Result<(), GatewayError> {
-        self.client()
-            .await?
-            .release_partitions(collection.to_string(), [partition.to_string()])
-            .await
-            .map_err(self.err("release partition"))
+        let mut client = self.client().await?;
+        self.call(
+            "release partition",
+            client.release_partitions(ReleasePartitionsRequest {
+                base: Some(MsgBase::new(MsgType::ReleasePartitions)),
+                collection_name: collection.to_string(),
+                partition_names: vec![partition.to_string()],
+                ..Default::default()
+            }),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn drop_partition(&self, collection: &str, partition: &str) -> Result<(), GatewayError> {
-        self.client()
-            .await?
-            .drop_partition(collection.to_string(), partition.to_string())
-            .await
-            .map_err(self.err("drop partition"))
+        let mut client = self.client().await?;
+        self.call(
+            "drop partition",
+            client.drop_partition(DropPartitionRequest {
+                base: Some(MsgBase::new(MsgType::DropPartition)),
+                collection_name: collection.to_string(),
+                partition_name: partition.to_string(),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn list_partitions(&self, collection: &str) -> Result<Vec<String>, GatewayError> {
-        self.client()
-            .await?
-            .list_partitions(collection.to_string())
-            .await
-            .map_err(self.err("list partitions"))
+        let mut client = self.client().await?;
+        let reply = self
+            .call(
+                "list partitions",
+                client.show_partitions(ShowPartitionsRequest {
+                    base: Some(MsgBase::new(MsgType::ShowPartitions)),
+                    collection_name: collection.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(reply.partition_names)
     }
 }
 

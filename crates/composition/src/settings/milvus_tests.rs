@@ -100,6 +100,10 @@ fn tls_files_and_tokens_are_checked_before_any_connection() {
     let err = milvus(&[("MILVUS_TOKEN", "root:s3cr\nt-tok")]).unwrap_err();
     assert!(!err.to_string().contains("s3cr"), "{err}");
     named(err, "MILVUS_TOKEN");
+    // An API key (Zilliz Cloud's have no colon) is a token like any other.
+    let s = milvus(&[("MILVUS_TOKEN", "db-4f1c2a9e7b-s3cr3t")]).unwrap();
+    assert!(s.milvus().token.is_some());
+    assert!(!format!("{s:?}").contains("s3cr3t"), "{s:?}");
     // Not used in pgvector mode: not read.
     Settings::from_vars(env(&[
         ("EMBEDDING_DIM", "8"),

@@ -8,7 +8,7 @@ use vectorgate_adapter_milvus::{Consistency, MilvusUri, PartitionKey};
 
 use super::kind::Kind;
 use super::table::{
-    any_text, collection_name, file_path, host_name, path_text, user_password_token, MILLIS,
+    any_text, collection_name, file_path, host_name, milvus_token, path_text, MILLIS,
 };
 use super::var::{DefaultDoc, Var};
 
@@ -114,8 +114,8 @@ pub static MILVUS_PASSWORD: Var<SecretString> = Var::new(
 pub static MILVUS_TOKEN: Var<SecretString> = Var::new(
     "MILVUS_TOKEN",
     Kind::Text {
-        accepted: "user:password on one line (milvus-sdk-rust's v1 client sends credentials only as a user/password pair, so an API key without `:` cannot be sent)",
-        check: user_password_token,
+        accepted: "one line: an API key (as Zilliz Cloud issues them) or user:password",
+        check: milvus_token,
     },
     "Milvus token",
     |s| s.milvus.token.clone(),

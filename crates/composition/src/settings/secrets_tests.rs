@@ -45,7 +45,7 @@ fn secrets_never_appear_in_debug_display_or_errors() {
     let err = Settings::from_vars(env(&[
         ("EMBEDDING_DIM", "8"),
         ("VECTOR_STORE_MODE", "milvus"),
-        ("MILVUS_TOKEN", "just-a-s3cr3t"),
+        ("MILVUS_TOKEN", "just-a-s3cr3t\u{7}"),
     ]))
     .unwrap_err();
     assert!(!err.to_string().contains("s3cr3t"), "{err}");

@@ -33,8 +33,8 @@ pub(super) fn collection_name(name: &str) -> bool {
     vectorgate_adapter_milvus::validate_collection_name(name).is_ok()
 }
 
-pub(super) fn user_password_token(token: &str) -> bool {
-    token.contains(':') && vectorgate_adapter_milvus::check_token(token).is_ok()
+pub(super) fn milvus_token(token: &str) -> bool {
+    vectorgate_adapter_milvus::check_token(token).is_ok()
 }
 
 pub(super) fn file_path(path: &str) -> bool {
