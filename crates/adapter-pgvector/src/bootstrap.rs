@@ -40,6 +40,16 @@ impl PgVectorStore {
         let info = schema::inspect(&mut tx, &config.table)
             .await
             .map_err(self.err_long(op))?;
+        let index_method = info
+            .vector_indexes
+            .first()
+            .map_or(config.index.access_method(), |i| i.access_method.as_str());
+        if let Some(warning) = installed
+            .as_deref()
+            .and_then(|v| crate::health::hnsw_version_warning(v, index_method))
+        {
+            tracing::warn!(table = %config.table, "{warning}");
+        }
         if info.exists {
             let problems = schema::mismatches(&info, config);
             if !problems.is_empty() {

@@ -27,6 +27,7 @@ impl PgVectorStore {
             .await
             .map_err(self.err(op))?;
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         if ext_version.is_none() {
             problems.push("the vector extension is not installed".to_string());
         }
@@ -48,6 +49,11 @@ impl PgVectorStore {
             collection.metric = info.metric();
             match info.vector_indexes.first() {
                 Some(index) => {
+                    warnings.extend(
+                        ext_version
+                            .as_deref()
+                            .and_then(|v| hnsw_version_warning(v, &index.access_method)),
+                    );
                     collection.index_type = Some(index.access_method.clone());
                     let mut params: BTreeMap<String, String> =
                         index.options.iter().cloned().collect();
@@ -91,6 +97,56 @@ impl PgVectorStore {
             server_version,
             collection: Some(collection),
             problem: (!problems.is_empty()).then(|| problems.join("; ")),
+            warnings,
         })
+    }
+}
+
+/// The first pgvector release without the HNSW races below.
+const HNSW_FIXED: (u32, u32, u32) = (0, 8, 4);
+
+/// Why an HNSW index on this pgvector version is at risk, if it is: before 0.8.3 VACUUM
+/// can corrupt an HNSW index that takes concurrent inserts, and before 0.8.4 it can fail
+/// on one. The local test server runs 0.8.2, and a backend crashed (signal 11) under the
+/// project's stress test of concurrent writes and deletes.
+pub(crate) fn hnsw_version_warning(version: &str, access_method: &str) -> Option<String> {
+    if access_method != "hnsw" {
+        return None;
+    }
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let parsed = (
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    );
+    (parsed < HNSW_FIXED).then(|| {
+        format!(
+            "pgvector {version} has HNSW bugs under concurrent writes and VACUUM (index \
+             corruption fixed in 0.8.3, vacuum failures in 0.8.4); upgrade the extension to \
+             0.8.4 or later"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hnsw_indexes_on_pgvector_before_0_8_4_are_warned_about() {
+        let warned = |v: &str, method: &str| hnsw_version_warning(v, method).is_some();
+        assert!(warned("0.8.2", "hnsw"));
+        assert!(warned("0.7.4", "hnsw"));
+        assert!(warned("0.8", "hnsw"));
+        assert!(!warned("0.8.4", "hnsw"));
+        assert!(!warned("0.8.5", "hnsw"));
+        assert!(!warned("0.9.0", "hnsw"));
+        assert!(!warned("0.8.2", "ivfflat"), "the races are HNSW's");
+        assert!(
+            !warned("dev", "hnsw"),
+            "an unparsable version is not guessed at"
+        );
+        let text = hnsw_version_warning("0.8.2", "hnsw").unwrap();
+        assert!(text.contains("0.8.2") && text.contains("0.8.4"), "{text}");
     }
 }

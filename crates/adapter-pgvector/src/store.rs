@@ -224,6 +224,7 @@ impl VectorStoreGateway for PgVectorStore {
                     server_version: None,
                     collection: None,
                     problem: Some(reason),
+                    warnings: Vec::new(),
                 }))
             }
             Err(other) => Err(other),

@@ -33,6 +33,10 @@ pub struct StoreHealth {
     pub collection: Option<CollectionStatus>,
     /// Why the store is unhealthy, when it is.
     pub problem: Option<String>,
+    /// What an operator should act on although the store works (e.g. a server version with
+    /// known bugs); it does not make the store unhealthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl StoreHealth {

@@ -314,6 +314,7 @@ impl VectorStoreGateway for MilvusStore {
             server_version: None,
             collection: None,
             problem: None,
+            warnings: Vec::new(),
         };
         match self.inner.api.server_version().await {
             Ok(version) => {

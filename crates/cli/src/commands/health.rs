@@ -176,6 +176,7 @@ fn unhealthy(store: StoreKind, reachable: bool, problem: String) -> StoreHealth 
         server_version: None,
         collection: None,
         problem: Some(problem),
+        warnings: Vec::new(),
     }
 }
 
@@ -258,6 +259,9 @@ fn print_text(report: &Report) {
         }
         if let Some(problem) = &h.problem {
             lines.push(("problem", crate::one_line(problem)));
+        }
+        for warning in &h.warnings {
+            lines.push(("warning", crate::one_line(warning)));
         }
         for (key, value) in lines {
             println!("  {key:<11}{value}");

@@ -180,6 +180,7 @@ impl VectorStoreGateway for DualGateway {
                     server_version: None,
                     collection: None,
                     problem: Some(err.to_string()),
+                    warnings: Vec::new(),
                 }),
             }
         }

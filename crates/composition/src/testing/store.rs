@@ -199,6 +199,7 @@ impl VectorStoreGateway for MemoryStore {
                 ..CollectionStatus::default()
             }),
             problem: None,
+            warnings: Vec::new(),
         }))
     }
 
