@@ -437,18 +437,40 @@ impl MilvusApi for SdkMilvusApi {
             }),
         )
         .await?;
-        self.wait_until("create index", || async {
-            let described = self.describe_index(collection, &index.field_name).await?;
-            match described.iter().find(|i| i.index_name == index.index_name) {
-                Some(built) => Ok(built.finished),
-                None => Err(GatewayError::backend(
-                    STORE,
-                    "create index",
-                    format!(
-                        "index {} is not described after its creation",
-                        index.index_name
-                    ),
-                )),
+        self.wait_until("create index", || {
+            let mut client = client.clone();
+            async move {
+                let described = self
+                    .call(
+                        "create index",
+                        client.describe_index(DescribeIndexRequest {
+                            base: Some(MsgBase::new(MsgType::DescribeIndex)),
+                            collection_name: collection.to_string(),
+                            field_name: index.field_name.clone(),
+                            index_name: index.index_name.clone(),
+                            ..Default::default()
+                        }),
+                    )
+                    .await?;
+                let Some(built) = described.index_descriptions.first() else {
+                    return Err(GatewayError::backend(
+                        STORE,
+                        "create index",
+                        format!(
+                            "index {} is not described after its creation",
+                            index.index_name
+                        ),
+                    ));
+                };
+                match built.state() {
+                    IndexState::Finished => Ok(true),
+                    IndexState::Failed => Err(GatewayError::backend(
+                        STORE,
+                        "create index",
+                        format!("the build failed: {}", built.index_state_fail_reason),
+                    )),
+                    _ => Ok(false),
+                }
             }
         })
         .await
