@@ -11,11 +11,14 @@
 //! - `error`: SDK errors as [`GatewayError`].
 //! - `fence`: [`fence::SessionFence`], read-your-writes and -deletes under `Session`.
 //! - `sdk`: [`SdkMilvusApi`], the calls themselves.
+//! - `wire`: what every call shares: reply statuses as errors, consistency levels,
+//!   conversions to and from the SDK's types.
 
 mod connect;
 mod error;
 mod fence;
 mod sdk;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;

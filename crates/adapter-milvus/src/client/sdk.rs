@@ -1,40 +1,37 @@
 //! [`SdkMilvusApi`]: [`MilvusApi`] over milvus-sdk-rust's generated gRPC client. Every
-//! Milvus call the adapter makes is in this file. The SDK's v1 types still build schemas,
+//! Milvus call the adapter makes is in this module (`data`: the data calls, `partitions`:
+//! named partitions; the rest here). The SDK's v1 types still build schemas,
 //! index parameters, placeholder groups and columns; the calls go through the generated
 //! client because the v1 `Client` sends no API key and clears the partition-key flag, and
 //! `ClientV2` cannot read Milvus 2.3's search rows (it leaves the primary-key name empty).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use milvus::client::ConsistencyLevel;
-use milvus::data::FieldColumn;
 use milvus::index::{IndexInfo, IndexParams, IndexType, MetricType};
-use milvus::proto::common::{
-    DslType, IndexState, KeyValuePair, LoadState, MsgBase, MsgType, SegmentState, Status,
-};
+use milvus::proto::common::{IndexState, LoadState, MsgBase, MsgType, SegmentState};
 use milvus::proto::milvus::{
-    search_request::SearchInput, ConnectRequest, CreateCollectionRequest, CreateIndexRequest,
-    CreatePartitionRequest, DeleteRequest, DescribeCollectionRequest, DescribeIndexRequest,
-    DropCollectionRequest, DropPartitionRequest, FlushRequest, GetLoadStateRequest,
+    ConnectRequest, CreateCollectionRequest, CreateIndexRequest, DescribeCollectionRequest,
+    DescribeIndexRequest, DropCollectionRequest, FlushRequest, GetLoadStateRequest,
     GetLoadingProgressRequest, GetQuerySegmentInfoRequest, HasCollectionRequest,
-    HasPartitionRequest, LoadCollectionRequest, QueryRequest, ReleasePartitionsRequest,
-    SearchRequest, ShowPartitionsRequest, UpsertRequest,
+    LoadCollectionRequest,
 };
-use milvus::proto::schema::i_ds::IdField;
 use milvus::schema::{CollectionSchemaBuilder, FieldSchema};
-use milvus::value::{Value, ValueVec};
 use prost::Message;
 use vectorgate_domain::GatewayError;
+
+mod data;
+mod partitions;
 
 use super::connect::{LazyClient, MilvusClient};
 use super::error::map_error;
 use super::fence::SessionFence;
+use super::wire::{consistency_level, failure, sdk_field, Replied, SdkError};
 use super::{
-    CollectionDescription, Column, ColumnBatch, FieldKind, FieldSpec, IndexSpec, LoadStatus,
-    MilvusApi, QueryCall, RawHit, Rows, SearchCall, SegmentInfo, STORE,
+    CollectionDescription, ColumnBatch, FieldKind, FieldSpec, IndexSpec, LoadStatus, MilvusApi,
+    QueryCall, RawHit, Rows, SearchCall, SegmentInfo, STORE,
 };
 use crate::config::{Consistency, MilvusConfig};
 
@@ -49,8 +46,6 @@ pub struct SdkMilvusApi {
     /// Bound on the waits the adapter polls for (index build, load).
     wait_timeout: Duration,
 }
-
-type SdkError = milvus::error::Error;
 
 impl SdkMilvusApi {
     pub fn new(config: &MilvusConfig) -> Self {
@@ -109,120 +104,8 @@ impl SdkMilvusApi {
     }
 }
 
-/// A reply that carries a status.
-trait Replied {
-    fn status(&self) -> Option<&Status>;
-}
-
-impl Replied for Status {
-    fn status(&self) -> Option<&Status> {
-        Some(self)
-    }
-}
-
-macro_rules! replied {
-    ($($reply:ty),* $(,)?) => {$(
-        impl Replied for $reply {
-            fn status(&self) -> Option<&Status> {
-                self.status.as_ref()
-            }
-        }
-    )*};
-}
-
-replied!(
-    milvus::proto::milvus::BoolResponse,
-    milvus::proto::milvus::ConnectResponse,
-    milvus::proto::milvus::DescribeCollectionResponse,
-    milvus::proto::milvus::DescribeIndexResponse,
-    milvus::proto::milvus::FlushResponse,
-    milvus::proto::milvus::GetLoadStateResponse,
-    milvus::proto::milvus::GetLoadingProgressResponse,
-    milvus::proto::milvus::GetQuerySegmentInfoResponse,
-    milvus::proto::milvus::MutationResult,
-    milvus::proto::milvus::QueryResults,
-    milvus::proto::milvus::SearchResults,
-    milvus::proto::milvus::ShowPartitionsResponse,
-);
-
-/// The error a reply's status reports, if any. Milvus 2.3 fills both codes; newer servers
-/// and lite only `code`.
-#[allow(deprecated)]
-fn failure(status: Option<&Status>) -> Option<SdkError> {
-    match status {
-        None => Some(SdkError::Unexpected("a reply without a status".into())),
-        Some(s) if s.code != 0 || s.error_code != 0 => Some(s.clone().into()),
-        Some(_) => None,
-    }
-}
-
-fn consistency_level(consistency: Consistency) -> i32 {
-    let level = match consistency {
-        Consistency::Strong => ConsistencyLevel::Strong,
-        Consistency::Session => ConsistencyLevel::Session,
-        Consistency::Bounded => ConsistencyLevel::Bounded,
-        Consistency::Eventually => ConsistencyLevel::Eventually,
-    };
-    level as i32
-}
-
-fn sdk_field(spec: &FieldSpec) -> Result<FieldSchema, GatewayError> {
-    Ok(match (&spec.kind, spec.primary) {
-        (FieldKind::Int64, true) => FieldSchema::new_primary_int64(&spec.name, "", spec.auto_id),
-        (FieldKind::Int64, false) => FieldSchema::new_int64(&spec.name, ""),
-        (FieldKind::FloatVector { dim }, false) => {
-            FieldSchema::new_float_vector(&spec.name, "", i64::from(*dim))
-        }
-        (kind, primary) => {
-            return Err(GatewayError::backend(
-                STORE,
-                "create collection",
-                format!(
-                    "unsupported field {} {kind} (primary: {primary})",
-                    spec.name
-                ),
-            ))
-        }
-    })
-}
-
-fn int_column(name: &str, values: Vec<i64>) -> FieldColumn {
-    FieldColumn::new(&FieldSchema::new_int64(name, ""), ValueVec::Long(values))
-}
-
-fn kv(key: &str, value: impl Into<String>) -> KeyValuePair {
-    KeyValuePair {
-        key: key.to_string(),
-        value: value.into(),
-    }
-}
-
-/// A query reply's columns in the adapter's terms; other column types are skipped.
-fn rows_of(fields: Vec<milvus::proto::schema::FieldData>) -> Rows {
-    let mut rows = Rows::default();
-    for column in fields.into_iter().map(FieldColumn::from) {
-        let value = match column.value {
-            ValueVec::Long(values) => Column::Int64(values),
-            ValueVec::Int(values) => Column::Int64(values.into_iter().map(i64::from).collect()),
-            ValueVec::Float(values) => Column::FloatVector {
-                dim: u32::try_from(column.dim).unwrap_or(0),
-                values,
-            },
-            _ => continue,
-        };
-        rows.columns.insert(column.name, value);
-    }
-    rows
-}
-
-fn value_to_i64(value: &Value<'_>) -> Option<i64> {
-    match value {
-        Value::Long(v) => Some(*v),
-        Value::Int32(v) => Some(i64::from(*v)),
-        _ => None,
-    }
-}
-
+/// The data calls (`data`) and the partition calls (`partitions`) are inherent methods of
+/// the same names, which take precedence in `Self::` paths.
 #[async_trait]
 impl MilvusApi for SdkMilvusApi {
     async fn server_version(&self) -> Result<String, GatewayError> {
@@ -563,156 +446,19 @@ impl MilvusApi for SdkMilvusApi {
     }
 
     async fn upsert(&self, collection: &str, batch: ColumnBatch) -> Result<u64, GatewayError> {
-        let rows = batch.row_count();
-        let generation = self.fence.generation(collection);
-        let vector_schema =
-            FieldSchema::new_float_vector(crate::schema::FIELD_EMBEDDING, "", i64::from(batch.dim));
-        let columns = [
-            int_column(crate::schema::FIELD_CHUNK_ID, batch.chunk_ids),
-            int_column(crate::schema::FIELD_TENANT_ID, batch.tenant_ids),
-            int_column(crate::schema::FIELD_PROJECT_ID, batch.project_ids),
-            FieldColumn::new(&vector_schema, ValueVec::Float(batch.embeddings)),
-        ];
-        let mut client = self.client().await?;
-        let result = self
-            .call(
-                "upsert",
-                client.upsert(UpsertRequest {
-                    base: Some(MsgBase::new(MsgType::Upsert)),
-                    collection_name: collection.to_string(),
-                    num_rows: u32::try_from(rows).unwrap_or(u32::MAX),
-                    fields_data: columns.into_iter().map(Into::into).collect(),
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        if result.timestamp != 0 {
-            self.fence
-                .write_timestamped(collection, generation, result.timestamp);
-        }
-        // 2.3 reports upsert_cnt; fall back to the rows sent when a server leaves it 0.
-        Ok(match result.upsert_cnt {
-            n if n > 0 => n as u64,
-            _ => rows as u64,
-        })
+        Self::upsert(self, collection, batch).await
     }
 
     async fn delete(&self, collection: &str, expr: &str) -> Result<u64, GatewayError> {
-        let generation = self.fence.generation(collection);
-        let mut client = self.client().await?;
-        let result = self
-            .call(
-                "delete",
-                client.delete(DeleteRequest {
-                    base: Some(MsgBase::new(MsgType::Delete)),
-                    collection_name: collection.to_string(),
-                    expr: expr.to_string(),
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        if result.timestamp == 0 {
-            self.fence.delete_done(collection);
-        } else {
-            self.fence
-                .write_timestamped(collection, generation, result.timestamp);
-        }
-        Ok(u64::try_from(result.delete_cnt).unwrap_or(0))
+        Self::delete(self, collection, expr).await
     }
 
     async fn search(&self, call: &SearchCall) -> Result<Vec<RawHit>, GatewayError> {
-        let read = self.fence.read(&call.collection, call.consistency);
-        let placeholders =
-            milvus::query::get_place_holder_group(&vec![Value::from(call.vector.clone())])
-                .map_err(self.err("search"))?;
-        // Built from an integer only.
-        let params = format!(r#"{{"nprobe":{}}}"#, call.nprobe);
-        let mut client = self.client().await?;
-        let reply = self
-            .call(
-                "search",
-                client.search(SearchRequest {
-                    base: Some(MsgBase::new(MsgType::Search)),
-                    collection_name: call.collection.clone(),
-                    dsl: call.filter.clone(),
-                    dsl_type: DslType::BoolExprV1 as i32,
-                    nq: 1,
-                    search_input: Some(SearchInput::PlaceholderGroup(placeholders)),
-                    output_fields: call.output_fields.clone(),
-                    search_params: vec![
-                        kv("anns_field", call.vector_field.clone()),
-                        kv("topk", call.limit.to_string()),
-                        kv("metric_type", call.metric.as_str()),
-                        kv("params", params),
-                        kv("round_decimal", "-1"),
-                    ],
-                    guarantee_timestamp: read.guarantee_timestamp,
-                    consistency_level: consistency_level(read.level),
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        self.fence.read_done(&call.collection, read.generation);
-        let Some(result) = reply.results else {
-            return Ok(Vec::new());
-        };
-        let ids = match result.ids.and_then(|ids| ids.id_field) {
-            Some(IdField::IntId(ids)) => ids.data,
-            None => Vec::new(),
-            Some(_) => {
-                return Err(GatewayError::backend(
-                    STORE,
-                    "search",
-                    "a hit has a non-integer primary key",
-                ))
-            }
-        };
-        let columns: Vec<FieldColumn> = result
-            .fields_data
-            .into_iter()
-            .map(FieldColumn::from)
-            .collect();
-        let mut hits = Vec::with_capacity(ids.len());
-        for (row, (id, distance)) in ids.iter().zip(&result.scores).enumerate() {
-            let mut fields = BTreeMap::new();
-            for column in &columns {
-                if let Some(v) = column.get(row).as_ref().and_then(value_to_i64) {
-                    fields.insert(column.name.clone(), v);
-                }
-            }
-            hits.push(RawHit {
-                id: *id,
-                distance: *distance,
-                fields,
-            });
-        }
-        Ok(hits)
+        Self::search(self, call).await
     }
 
     async fn query(&self, call: &QueryCall) -> Result<Rows, GatewayError> {
-        let read = self.fence.read(&call.collection, call.consistency);
-        let mut query_params = Vec::new();
-        if let Some(limit) = call.limit {
-            query_params.push(kv("limit", limit.to_string()));
-        }
-        let mut client = self.client().await?;
-        let reply = self
-            .call(
-                "query",
-                client.query(QueryRequest {
-                    base: Some(MsgBase::new(MsgType::Retrieve)),
-                    collection_name: call.collection.clone(),
-                    expr: call.expr.clone(),
-                    output_fields: call.output_fields.clone(),
-                    query_params,
-                    guarantee_timestamp: read.guarantee_timestamp,
-                    consistency_level: consistency_level(read.level),
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        self.fence.read_done(&call.collection, read.generation);
-        Ok(rows_of(reply.fields_data))
+        Self::query(self, call).await
     }
 
     async fn count(
@@ -721,25 +467,7 @@ impl MilvusApi for SdkMilvusApi {
         expr: &str,
         consistency: Consistency,
     ) -> Result<u64, GatewayError> {
-        let rows = self
-            .query(&QueryCall {
-                collection: collection.to_string(),
-                expr: expr.to_string(),
-                output_fields: vec!["count(*)".to_string()],
-                limit: None,
-                consistency,
-            })
-            .await?;
-        match rows.columns.get("count(*)") {
-            Some(Column::Int64(values)) if !values.is_empty() => {
-                Ok(u64::try_from(values[0]).unwrap_or(0))
-            }
-            _ => Err(GatewayError::backend(
-                STORE,
-                "count",
-                "the reply has no count(*) column",
-            )),
-        }
+        Self::count(self, collection, expr, consistency).await
     }
 
     async fn create_partition(
@@ -747,34 +475,11 @@ impl MilvusApi for SdkMilvusApi {
         collection: &str,
         partition: &str,
     ) -> Result<(), GatewayError> {
-        let mut client = self.client().await?;
-        self.call(
-            "create partition",
-            client.create_partition(CreatePartitionRequest {
-                base: Some(MsgBase::new(MsgType::CreatePartition)),
-                collection_name: collection.to_string(),
-                partition_name: partition.to_string(),
-                ..Default::default()
-            }),
-        )
-        .await?;
-        Ok(())
+        Self::create_partition(self, collection, partition).await
     }
 
     async fn has_partition(&self, collection: &str, partition: &str) -> Result<bool, GatewayError> {
-        let mut client = self.client().await?;
-        let reply = self
-            .call(
-                "has partition",
-                client.has_partition(HasPartitionRequest {
-                    base: Some(MsgBase::new(MsgType::HasPartition)),
-                    collection_name: collection.to_string(),
-                    partition_name: partition.to_string(),
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        Ok(reply.value)
+        Self::has_partition(self, collection, partition).await
     }
 
     async fn release_partition(
@@ -782,48 +487,15 @@ impl MilvusApi for SdkMilvusApi {
         collection: &str,
         partition: &str,
     ) -> Result<(), GatewayError> {
-        let mut client = self.client().await?;
-        self.call(
-            "release partition",
-            client.release_partitions(ReleasePartitionsRequest {
-                base: Some(MsgBase::new(MsgType::ReleasePartitions)),
-                collection_name: collection.to_string(),
-                partition_names: vec![partition.to_string()],
-                ..Default::default()
-            }),
-        )
-        .await?;
-        Ok(())
+        Self::release_partition(self, collection, partition).await
     }
 
     async fn drop_partition(&self, collection: &str, partition: &str) -> Result<(), GatewayError> {
-        let mut client = self.client().await?;
-        self.call(
-            "drop partition",
-            client.drop_partition(DropPartitionRequest {
-                base: Some(MsgBase::new(MsgType::DropPartition)),
-                collection_name: collection.to_string(),
-                partition_name: partition.to_string(),
-                ..Default::default()
-            }),
-        )
-        .await?;
-        Ok(())
+        Self::drop_partition(self, collection, partition).await
     }
 
     async fn list_partitions(&self, collection: &str) -> Result<Vec<String>, GatewayError> {
-        let mut client = self.client().await?;
-        let reply = self
-            .call(
-                "list partitions",
-                client.show_partitions(ShowPartitionsRequest {
-                    base: Some(MsgBase::new(MsgType::ShowPartitions)),
-                    collection_name: collection.to_string(),
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        Ok(reply.partition_names)
+        Self::list_partitions(self, collection).await
     }
 }
 
