@@ -18,10 +18,11 @@ pub const MAX_NLIST: u32 = 65_536;
 ///
 /// - `Strong`: waits until every write acknowledged anywhere before the read is visible
 ///   (slowest; the server waits for its time tick, up to ~200 ms on a quiet server).
-/// - `Session` (default): this client sees its own acknowledged writes. milvus-sdk-rust's
-///   v1 client remembers the timestamp of its last upsert/delete per collection and sends it
-///   as the read's `guarantee_timestamp`, so the server waits only for that write, not for
-///   everyone's. Writes made by other processes may be missed for a moment.
+/// - `Session` (default): this client sees its own acknowledged writes. The client
+///   remembers the timestamp of its newest write reply per collection and sends it as the
+///   read's `guarantee_timestamp` (the client's `SessionFence`), so the server waits only
+///   for that write, not for everyone's. Writes made by other processes may be missed for a
+///   moment.
 /// - `Bounded`: may miss writes of the last few seconds (Milvus's own default).
 /// - `Eventually`: reads whatever is there now (fastest).
 ///
