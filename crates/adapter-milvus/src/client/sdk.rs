@@ -15,7 +15,7 @@ use milvus::proto::common::{IndexState, LoadState, MsgBase, MsgType, SegmentStat
 use milvus::proto::milvus::{
     ConnectRequest, CreateCollectionRequest, CreateIndexRequest, DescribeCollectionRequest,
     DescribeIndexRequest, DropCollectionRequest, FlushRequest, GetLoadStateRequest,
-    GetLoadingProgressRequest, GetQuerySegmentInfoRequest, HasCollectionRequest,
+    GetLoadingProgressRequest, GetQuerySegmentInfoRequest, HasCollectionRequest, IndexDescription,
     LoadCollectionRequest,
 };
 use milvus::schema::{CollectionSchemaBuilder, FieldSchema};
@@ -71,13 +71,37 @@ impl SdkMilvusApi {
         operation: &'static str,
         reply: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, GatewayError> {
-        let reply = reply
-            .await
-            .map_err(|status| self.err(operation)(status.into()))?
-            .into_inner();
-        match failure(reply.status()) {
-            Some(err) => Err(self.err(operation)(err)),
-            None => Ok(reply),
+        send(reply).await.map_err(self.err(operation))
+    }
+
+    /// The descriptions of the indexes on `field` (of `index_name` only, unless empty);
+    /// none when the field has no index, which 2.3 answers with an error (IndexNotExist).
+    async fn index_descriptions(
+        &self,
+        operation: &'static str,
+        collection: &str,
+        field: &str,
+        index_name: &str,
+    ) -> Result<Vec<IndexDescription>, GatewayError> {
+        let mut client = self.client().await?;
+        let reply = send(client.describe_index(DescribeIndexRequest {
+            base: Some(MsgBase::new(MsgType::DescribeIndex)),
+            collection_name: collection.to_string(),
+            field_name: field.to_string(),
+            index_name: index_name.to_string(),
+            ..Default::default()
+        }))
+        .await;
+        match reply {
+            Ok(reply) => Ok(reply.index_descriptions),
+            Err(SdkError::Server(code, reason))
+                if format!("{code:?}") == "IndexNotExist"
+                    || reason.contains("index not found")
+                    || reason.contains("index doesn't exist") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(err) => Err(self.err(operation)(err)),
         }
     }
 
@@ -101,6 +125,17 @@ impl SdkMilvusApi {
                 format!("not finished within {:?}", self.wait_timeout),
             )),
         }
+    }
+}
+
+/// A request's reply, or the SDK error of its transport or of its own status.
+async fn send<T: Replied>(
+    reply: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, SdkError> {
+    let reply = reply.await?.into_inner();
+    match failure(reply.status()) {
+        Some(err) => Err(err),
+        None => Ok(reply),
     }
 }
 
@@ -243,31 +278,9 @@ impl MilvusApi for SdkMilvusApi {
         collection: &str,
         field: &str,
     ) -> Result<Vec<IndexSpec>, GatewayError> {
-        let mut client = self.client().await?;
-        let reply = client
-            .describe_index(DescribeIndexRequest {
-                base: Some(MsgBase::new(MsgType::DescribeIndex)),
-                collection_name: collection.to_string(),
-                field_name: field.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|status| self.err("describe index")(status.into()))?
-            .into_inner();
-        match failure(reply.status.as_ref()) {
-            None => {}
-            // 2.3 answers "index not found" (IndexNotExist) for a field without index.
-            Some(SdkError::Server(code, reason))
-                if format!("{code:?}") == "IndexNotExist"
-                    || reason.contains("index not found")
-                    || reason.contains("index doesn't exist") =>
-            {
-                return Ok(Vec::new())
-            }
-            Some(err) => return Err(self.err("describe index")(err)),
-        }
-        Ok(reply
-            .index_descriptions
+        Ok(self
+            .index_descriptions("describe index", collection, field, "")
+            .await?
             .into_iter()
             .map(IndexInfo::from)
             .map(|info| IndexSpec {
@@ -320,40 +333,33 @@ impl MilvusApi for SdkMilvusApi {
             }),
         )
         .await?;
-        self.wait_until("create index", || {
-            let mut client = client.clone();
-            async move {
-                let described = self
-                    .call(
-                        "create index",
-                        client.describe_index(DescribeIndexRequest {
-                            base: Some(MsgBase::new(MsgType::DescribeIndex)),
-                            collection_name: collection.to_string(),
-                            field_name: index.field_name.clone(),
-                            index_name: index.index_name.clone(),
-                            ..Default::default()
-                        }),
-                    )
-                    .await?;
-                let Some(built) = described.index_descriptions.first() else {
-                    return Err(GatewayError::backend(
-                        STORE,
-                        "create index",
-                        format!(
-                            "index {} is not described after its creation",
-                            index.index_name
-                        ),
-                    ));
-                };
-                match built.state() {
-                    IndexState::Finished => Ok(true),
-                    IndexState::Failed => Err(GatewayError::backend(
-                        STORE,
-                        "create index",
-                        format!("the build failed: {}", built.index_state_fail_reason),
-                    )),
-                    _ => Ok(false),
-                }
+        self.wait_until("create index", || async {
+            let described = self
+                .index_descriptions(
+                    "create index",
+                    collection,
+                    &index.field_name,
+                    &index.index_name,
+                )
+                .await?;
+            let Some(built) = described.first() else {
+                return Err(GatewayError::backend(
+                    STORE,
+                    "create index",
+                    format!(
+                        "index {} is not described after its creation",
+                        index.index_name
+                    ),
+                ));
+            };
+            match built.state() {
+                IndexState::Finished => Ok(true),
+                IndexState::Failed => Err(GatewayError::backend(
+                    STORE,
+                    "create index",
+                    format!("the build failed: {}", built.index_state_fail_reason),
+                )),
+                _ => Ok(false),
             }
         })
         .await
