@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use futures::stream::{self, StreamExt, TryStreamExt};
+
 use vectorgate_domain::{
     ChunkId, Embedding, GatewayError, ProjectId, ScanFilter, TenantConflict, TenantId, VectorRecord,
 };
@@ -116,20 +118,26 @@ impl MilvusStore {
             records.iter().map(|r| (r.chunk_id, r.tenant_id)).collect();
         let ids: Vec<ChunkId> = requested.keys().copied().collect();
         let per_call = (self.rows_per_reply(false) as usize).min(IDS_PER_EXPRESSION);
-        let mut conflicts = Vec::new();
-        for chunk in ids.chunks(per_call) {
-            let rows = self
-                .query_rows(queries::chunk_ids(chunk), None, false)
-                .await?;
-            conflicts.extend(rows.into_iter().filter_map(|row| {
+        // The queries run side by side, as many as the upserts that follow: every write
+        // waits for the whole check, so a call's check costs its slowest query, not their sum.
+        let exprs: Vec<String> = ids.chunks(per_call).map(queries::chunk_ids).collect();
+        let replies: Vec<Vec<MilvusRow>> = stream::iter(exprs)
+            .map(|expr| self.query_rows(expr, None, false))
+            .buffer_unordered(self.config().upsert_concurrency.max(1))
+            .try_collect()
+            .await?;
+        let mut conflicts: Vec<TenantConflict> = replies
+            .into_iter()
+            .flatten()
+            .filter_map(|row| {
                 let wanted = requested[&row.chunk_id];
                 (row.tenant_id != wanted).then_some(TenantConflict {
                     chunk_id: row.chunk_id,
                     owner: row.tenant_id,
                     requested: wanted,
                 })
-            }));
-        }
+            })
+            .collect();
         conflicts.sort_by_key(|c| c.chunk_id);
         Ok(conflicts)
     }
@@ -257,7 +265,9 @@ fn rows_to_milvus_rows(rows: Rows, with_vectors: bool) -> Result<Vec<MilvusRow>,
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
 
+    use vectorgate_domain::VectorStoreGateway;
     use vectorgate_testkit::{chunk, project, tenant};
 
     use super::super::test_support::{config, emb, store};
@@ -311,6 +321,54 @@ mod tests {
                 ),
             ]),
         }
+    }
+
+    /// A call larger than one expression is checked in several queries (sent side by
+    /// side); a conflict in any of them refuses the whole call before anything is written.
+    #[tokio::test]
+    async fn a_conflict_in_any_query_of_a_large_call_refuses_it_unwritten() {
+        let queried = Arc::new(Mutex::new(Vec::<i64>::new()));
+        let mut api = MockMilvusApi::new();
+        let seen = Arc::clone(&queried);
+        api.expect_query()
+            .withf(|call| call.output_fields == ["chunk_id", "tenant_id", "project_id"])
+            .times(3)
+            .returning(move |call| {
+                let ids: Vec<i64> = call
+                    .expr
+                    .trim_start_matches("chunk_id in [")
+                    .trim_end_matches(']')
+                    .split(", ")
+                    .map(|id| id.parse().unwrap())
+                    .collect();
+                seen.lock().unwrap().extend(&ids);
+                // Chunk 8999 is stored under tenant 1 (the helper's tenant).
+                Ok(if ids.contains(&8999) {
+                    rows(&[8999])
+                } else {
+                    Rows::default()
+                })
+            });
+        // No upsert is expected: the mock fails the test if one is sent.
+        let store = store(config(), api);
+        let records: Vec<VectorRecord> = (0..9000)
+            .map(|id| VectorRecord::new(chunk(id), tenant(2), project(2), emb(1.0)))
+            .collect();
+        let err = store.upsert_vectors(&records).await.unwrap_err();
+        match err {
+            GatewayError::TenantConflict { conflicts } => assert_eq!(
+                conflicts,
+                vec![TenantConflict {
+                    chunk_id: chunk(8999),
+                    owner: tenant(1),
+                    requested: tenant(2),
+                }]
+            ),
+            other => panic!("expected a tenant conflict, got {other}"),
+        }
+        let mut queried = queried.lock().unwrap().clone();
+        queried.sort_unstable();
+        assert_eq!(queried, (0..9000).collect::<Vec<_>>(), "every id, once");
     }
 
     #[tokio::test]
