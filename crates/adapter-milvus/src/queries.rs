@@ -55,6 +55,14 @@ pub fn chunk_ids(ids: &[ChunkId]) -> String {
     expr
 }
 
+/// `tenant_id != 7 && chunk_id in [10, 11]`: which of these ids another tenant holds (the
+/// reply is empty in the common case, whatever the ids' number).
+pub fn held_by_others(tenant_id: TenantId, ids: &[ChunkId]) -> String {
+    let mut expr = format!("{FIELD_TENANT_ID} != {} && ", tenant_id.get());
+    push_in_list(&mut expr, FIELD_CHUNK_ID, ids.iter().map(|c| c.get()));
+    expr
+}
+
 /// The scan filter alone: `""` (everything: Milvus needs an expression or a limit, the
 /// caller adds the id range), `tenant_id == 1` or `tenant_id == 1 && project_id == 2`.
 pub fn scan_filter(filter: ScanFilter) -> String {
@@ -132,6 +140,14 @@ mod tests {
         assert_eq!(
             chunks_in_scope(tenant(3), &only, &[chunk(10)]),
             "tenant_id == 3 && project_id in [4] && chunk_id in [10]"
+        );
+    }
+
+    #[test]
+    fn ids_held_by_other_tenants() {
+        assert_eq!(
+            held_by_others(tenant(3), &[chunk(10), chunk(11)]),
+            "tenant_id != 3 && chunk_id in [10, 11]"
         );
     }
 

@@ -2,7 +2,7 @@
 //! replies back into rows. Milvus caps a reply at 16,384 rows (and tonic at 4 MB), which
 //! is what shapes these calls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -116,11 +116,21 @@ impl MilvusStore {
         }
         let requested: HashMap<ChunkId, TenantId> =
             records.iter().map(|r| (r.chunk_id, r.tenant_id)).collect();
-        let ids: Vec<ChunkId> = requested.keys().copied().collect();
+        let mut by_tenant: BTreeMap<TenantId, Vec<ChunkId>> = BTreeMap::new();
+        for (&id, &tenant) in &requested {
+            by_tenant.entry(tenant).or_default().push(id);
+        }
+        // Each query asks only for ids another tenant holds, so the reply is empty unless
+        // there is a conflict. They run side by side, as many as the upserts that follow:
+        // every write waits for the whole check.
         let per_call = (self.rows_per_reply(false) as usize).min(IDS_PER_EXPRESSION);
-        // The queries run side by side, as many as the upserts that follow: every write
-        // waits for the whole check, so a call's check costs its slowest query, not their sum.
-        let exprs: Vec<String> = ids.chunks(per_call).map(queries::chunk_ids).collect();
+        let exprs: Vec<String> = by_tenant
+            .iter()
+            .flat_map(|(&tenant, ids)| {
+                ids.chunks(per_call)
+                    .map(move |chunk| queries::held_by_others(tenant, chunk))
+            })
+            .collect();
         let replies: Vec<Vec<MilvusRow>> = stream::iter(exprs)
             .map(|expr| self.query_rows(expr, None, false))
             .buffer_unordered(self.config().upsert_concurrency.max(1))
@@ -264,7 +274,6 @@ fn rows_to_milvus_rows(rows: Rows, with_vectors: bool) -> Result<Vec<MilvusRow>,
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
     use vectorgate_domain::VectorStoreGateway;
@@ -336,7 +345,7 @@ mod tests {
             .returning(move |call| {
                 let ids: Vec<i64> = call
                     .expr
-                    .trim_start_matches("chunk_id in [")
+                    .trim_start_matches("tenant_id != 2 && chunk_id in [")
                     .trim_end_matches(']')
                     .split(", ")
                     .map(|id| id.parse().unwrap())
