@@ -336,6 +336,20 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     samples[index].as_secs_f64() * 1000.0
 }
 
+/// The middle of `samples` (the mean of the two middle ones when their number is even).
+pub fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
 /// `x` to one decimal, for the results file.
 pub fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0

@@ -16,7 +16,7 @@ use vectorgate_domain::{Dimension, VectorStoreGateway};
 use vectorgate_testkit::{unique_name, ServicesEnv};
 
 use crate::common::{
-    measure_search, print_table, round, round3, rows_per_s, Args, Dataset, Figure,
+    measure_search, median, print_table, round, round3, rows_per_s, Args, Dataset, Figure,
 };
 
 const UPSERT_VS_SDK_TARGET: f64 = 0.95;
@@ -110,19 +110,6 @@ impl Method {
 
 fn best(samples: &[f64]) -> f64 {
     samples.iter().copied().fold(0.0, f64::max)
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
 }
 
 async fn measure(

@@ -3,8 +3,9 @@
 //!
 //! Catch-up: a dual gateway whose Milvus is unreachable (a closed port) writes the rows, so
 //! every id lands in the outbox as a failed write; then a gateway on the real Milvus
-//! replays them (`sync`), timed. Target: >= 0.8 x the Milvus gateway's upsert rate of the
-//! same run. Lag: two writers upsert overlapping ids (ids their writes leave to the relay)
+//! replays them (`sync`), timed. Three rounds (a replay of 10,000 rows lasts under a
+//! second, so one round mostly measures what else the machine was doing); the median is
+//! reported. Target: >= 0.8 x the Milvus gateway's upsert rate of the same run. Lag: two writers upsert overlapping ids (ids their writes leave to the relay)
 //! for a while with the background relay on; the outbox's lag is sampled every 100 ms.
 //! Target: p99 under 2 s.
 
@@ -17,10 +18,11 @@ use vectorgate_composition::{vars, Stores, VectorStoreFactory};
 use vectorgate_domain::VectorStoreGateway;
 use vectorgate_testkit::generate_records;
 
-use crate::common::{drop_tables, percentile_ms, print_table, Args, Figure};
+use crate::common::{drop_tables, median, percentile_ms, print_table, Args, Figure};
 use crate::dual::builder;
 
 const CATCH_UP_TARGET: f64 = 0.8;
+const CATCH_UP_ROUNDS: usize = 3;
 const LAG_TARGET_MS: f64 = 2000.0;
 const LAG_LOAD: Duration = Duration::from_secs(20);
 
@@ -61,17 +63,31 @@ async fn measure(
         .build()?;
     let up = VectorStoreFactory::build_dual(settings).await?;
     let writer = VectorStoreFactory::build_dual(&down).await?;
-    eprintln!("relay catch-up: writing {rows} rows while Milvus is unreachable...");
-    for batch in records.chunks(1000) {
-        writer.upsert_vectors(batch).await?;
+    // Every round writes the same rows again (pgvector updates them, Milvus misses them).
+    let mut rounds = Vec::new();
+    for round in 0..CATCH_UP_ROUNDS {
+        eprintln!("relay catch-up {round}: writing {rows} rows while Milvus is unreachable...");
+        for batch in records.chunks(1000) {
+            writer.upsert_vectors(batch).await?;
+        }
+        writer.flush_background().await;
+        let pending = up.outbox_stats().await?.depth;
+        let started = Instant::now();
+        let report = up.sync().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.upserted as usize == rows && report.remaining == 0,
+            "the replay of {pending} ids upserted {} rows and left {}",
+            report.upserted,
+            report.remaining
+        );
+        let rate = report.upserted as f64 / seconds;
+        eprintln!(
+            "relay catch-up {round}: {pending} ids replayed in {seconds:.2} s ({rate:.0} rows/s)"
+        );
+        rounds.push(rate);
     }
-    writer.flush_background().await;
-    let pending = up.outbox_stats().await?.depth;
-    eprintln!("relay catch-up: {pending} ids in the outbox; replaying...");
-    let started = Instant::now();
-    let report = up.sync().await?;
-    let catch_up_s = started.elapsed().as_secs_f64();
-    let catch_up = report.upserted as f64 / catch_up_s;
+    let catch_up = median(&rounds);
     let catch_up_target = CATCH_UP_TARGET * milvus_rows_per_s;
 
     // Lag under a steady load, Milvus healthy, the relay in the background.
@@ -127,7 +143,10 @@ async fn measure(
         &[
             Figure::target(
                 "relay_catch_up_rows_per_s",
-                format!("{catch_up:.0} ({} rows in {catch_up_s:.1} s)", report.upserted),
+                format!(
+                    "{catch_up:.0} ({rows} rows a round, median of {CATCH_UP_ROUNDS}: {})",
+                    rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+                ),
                 format!(">= {CATCH_UP_TARGET} x Milvus upsert {milvus_rows_per_s:.0} = {catch_up_target:.0}"),
                 catch_up >= catch_up_target,
             ),
@@ -142,8 +161,8 @@ async fn measure(
     );
     Ok(json!({
         "relay_catch_up_rows_per_s": catch_up,
-        "relay_catch_up_rows": report.upserted,
-        "relay_catch_up_s": catch_up_s,
+        "relay_catch_up_rows": rows,
+        "relay_catch_up_rounds_rows_per_s": rounds,
         "relay_catch_up_target_rows_per_s": catch_up_target,
         "relay_lag_p50_ms": lag_p50,
         "relay_lag_p99_ms": lag_p99,
