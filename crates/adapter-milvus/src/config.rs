@@ -59,7 +59,7 @@ impl Consistency {
 ///
 /// Parsed case-insensitively; an unknown name is a configuration error about
 /// `MILVUS_PARTITION_KEY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Display, EnumString, IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr)]
 #[strum(
     serialize_all = "lowercase",
     ascii_case_insensitive,
@@ -72,9 +72,8 @@ pub enum PartitionKey {
     /// partition holding its tenant. Refused on Milvus before 2.4, whose upsert puts such
     /// rows in the wrong partition ([`crate::CollectionLayout::server_problem`]).
     Tenant,
-    /// No partition key: every search reads every segment of the collection. The default,
-    /// because the one server this project can test (2.3.5) cannot keep keyed rows.
-    #[default]
+    /// No partition key: every search reads every segment of the collection. What a new
+    /// collection gets, unset, on Milvus before 2.4, which cannot keep keyed rows.
     None,
 }
 
@@ -136,10 +135,11 @@ pub struct MilvusConfig {
     /// and refuses to move a chunk to another tenant. Best effort: Milvus has no
     /// transactions, so a move racing that read is not caught.
     pub allow_tenant_move: bool,
-    /// Partition key of a collection this adapter creates. `None` (unset): the default
-    /// ([`PartitionKey::None`]) for a new collection, and an existing one is accepted
-    /// whatever its layout. Given
-    /// explicitly, an existing collection with another layout is refused.
+    /// Partition key of a collection this adapter creates. `None` (unset): a new collection
+    /// is keyed by tenant where the server keeps keyed rows (Milvus 2.4 and later) and has
+    /// no key before ([`crate::CollectionLayout::for_new_collection`]), and an existing one
+    /// is accepted whatever its layout. Given explicitly, an existing collection with
+    /// another layout is refused.
     pub partition_key: Option<PartitionKey>,
     /// Partitions of a new partition-key collection; checked against an existing one only
     /// when `partition_key` is given.

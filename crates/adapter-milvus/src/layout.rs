@@ -16,15 +16,27 @@ pub struct CollectionLayout {
 }
 
 impl CollectionLayout {
-    /// The layout a new collection gets: the configured one, the default when unset.
-    pub fn for_new_collection(config: &MilvusConfig) -> Self {
-        match config.partition_key.unwrap_or_default() {
+    /// The layout a new collection gets on a server: the configured one; when unset, the
+    /// tenant key where the server's upsert routes rows by it (2.4 and later), none before.
+    pub fn for_new_collection(config: &MilvusConfig, server_version: &str) -> Self {
+        let key = config
+            .partition_key
+            .unwrap_or(if upsert_routes_by_key(server_version) {
+                PartitionKey::Tenant
+            } else {
+                PartitionKey::None
+            });
+        Self::with_key(key, config)
+    }
+
+    fn with_key(partition_key: PartitionKey, config: &MilvusConfig) -> Self {
+        match partition_key {
             PartitionKey::Tenant => Self {
-                partition_key: PartitionKey::Tenant,
+                partition_key,
                 num_partitions: config.num_partitions,
             },
             PartitionKey::None => Self {
-                partition_key: PartitionKey::None,
+                partition_key,
                 num_partitions: 0,
             },
         }
@@ -50,8 +62,7 @@ impl CollectionLayout {
     /// key given, and with it the count); `None` when it matches or the key is unset: an
     /// existing collection keeps its layout.
     pub fn difference(&self, config: &MilvusConfig) -> Option<String> {
-        config.partition_key?;
-        let expected = Self::for_new_collection(config);
+        let expected = Self::with_key(config.partition_key?, config);
         (expected != *self).then(|| {
             format!(
                 "layout: expected {expected}, found {self} (MILVUS_PARTITION_KEY, \
@@ -126,23 +137,36 @@ mod tests {
         }
     }
 
+    /// Unset, a new collection is keyed by tenant where the server keeps keyed rows.
     #[test]
-    fn new_collections_have_no_key_unless_told_otherwise() {
-        let default = CollectionLayout::for_new_collection(&config(None, None));
-        assert_eq!(default.to_string(), "no partition key");
-        let keyed = CollectionLayout::for_new_collection(&config(Some(PartitionKey::Tenant), None));
+    fn new_collections_are_keyed_by_tenant_where_the_server_keeps_it_unless_told_otherwise() {
+        for newer in ["v2.4.0", "v2.5.4", "unknown"] {
+            let default = CollectionLayout::for_new_collection(&config(None, None), newer);
+            assert_eq!(
+                default.to_string(),
+                "partition key tenant_id, 64 partitions"
+            );
+            let none = config(Some(PartitionKey::None), None);
+            let unkeyed = CollectionLayout::for_new_collection(&none, newer);
+            assert_eq!(unkeyed.to_string(), "no partition key");
+        }
+        let old = CollectionLayout::for_new_collection(&config(None, None), "v2.3.5");
+        assert_eq!(old.to_string(), "no partition key");
+        let keyed = config(Some(PartitionKey::Tenant), None);
+        let keyed = CollectionLayout::for_new_collection(&keyed, "v2.3.5");
         assert_eq!(keyed.to_string(), "partition key tenant_id, 64 partitions");
-        let sixteen =
-            CollectionLayout::for_new_collection(&config(Some(PartitionKey::Tenant), Some(16)));
+        let sixteen = config(Some(PartitionKey::Tenant), Some(16));
+        let sixteen = CollectionLayout::for_new_collection(&sixteen, "v2.4.0");
         assert_eq!(sixteen.num_partitions, 16);
-        assert_eq!(CollectionLayout::of(&described(default)), default);
+        assert_eq!(CollectionLayout::of(&described(old)), old);
         assert_eq!(CollectionLayout::of(&described(keyed)), keyed);
     }
 
     #[test]
     fn a_partition_key_is_refused_on_servers_whose_upsert_misroutes_its_rows() {
-        let keyed = CollectionLayout::for_new_collection(&config(Some(PartitionKey::Tenant), None));
-        let unkeyed = CollectionLayout::for_new_collection(&config(None, None));
+        let keyed = config(Some(PartitionKey::Tenant), None);
+        let keyed = CollectionLayout::for_new_collection(&keyed, "v2.3.5");
+        let unkeyed = CollectionLayout::for_new_collection(&config(None, None), "v2.3.5");
         for old in ["v2.3.5", "2.2.9", "v2.3.17"] {
             let problem = keyed.server_problem(old).unwrap();
             assert!(

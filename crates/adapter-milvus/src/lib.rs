@@ -12,6 +12,8 @@
 //!   defaults are derived.
 //! - `layout`: [`CollectionLayout`], the partition key a new collection gets, and when an
 //!   existing collection's layout is refused.
+//! - `probe`: the check a new tenant-keyed collection passes before it serves (rows
+//!   written by upsert are found under their tenant).
 //! - `address`: [`MilvusUri`] (`http://`/`https://` host and port) and [`MilvusTls`] (CA,
 //!   server name, client identity), their files read and checked before any connection.
 //! - `client`: our own small trait over exactly the SDK calls we make (`MilvusApi`) and its
@@ -53,13 +55,15 @@
 //!   queries that return vectors are sized to stay under 3 MB.
 //! - A loaded partition must be released before it is dropped.
 //! - Partition key: Milvus 2.3.5's upsert routes keyed rows by primary key, so a key is
-//!   refused before 2.4 ([`CollectionLayout::server_problem`]).
+//!   refused before 2.4 ([`CollectionLayout::server_problem`]) and, unset, given only from
+//!   2.4 on; a new keyed collection must pass the `probe` before it serves.
 //! - Exact search for parity tests: [`MilvusConfig::exact_search`] (nprobe = nlist).
 
 mod address;
 mod client;
 mod config;
 mod layout;
+mod probe;
 mod queries;
 mod schema;
 mod store;

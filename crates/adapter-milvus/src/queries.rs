@@ -63,6 +63,18 @@ pub fn held_by_others(tenant_id: TenantId, ids: &[ChunkId]) -> String {
     expr
 }
 
+/// `tenant_id == 3 && chunk_id == -3`: one row of the layout probe, under its tenant.
+pub fn probe_row(tenant_id: i64, chunk_id: i64) -> String {
+    format!("{FIELD_TENANT_ID} == {tenant_id} && {FIELD_CHUNK_ID} == {chunk_id}")
+}
+
+/// `chunk_id in [-1, -2]`: the layout probe's rows, whatever their tenant.
+pub fn probe_rows(chunk_ids: &[i64]) -> String {
+    let mut expr = String::new();
+    push_in_list(&mut expr, FIELD_CHUNK_ID, chunk_ids.iter().copied());
+    expr
+}
+
 /// The scan filter alone: `""` (everything: Milvus needs an expression or a limit, the
 /// caller adds the id range), `tenant_id == 1` or `tenant_id == 1 && project_id == 2`.
 pub fn scan_filter(filter: ScanFilter) -> String {

@@ -12,6 +12,7 @@ use crate::client::{
 };
 use crate::config::{Consistency, MilvusConfig, PartitionKey};
 use crate::layout::CollectionLayout;
+use crate::probe;
 use crate::queries;
 
 pub const FIELD_CHUNK_ID: &str = "chunk_id";
@@ -115,9 +116,10 @@ impl MilvusSchemaManager {
         let name = self.collection();
         // Processes starting together race to create the collection: whoever loses sees
         // an error, finds the collection there and verifies it like any existing one.
-        let mut created = false;
+        let mut created = None;
         if !self.api.has_collection(name).await? {
-            let layout = CollectionLayout::for_new_collection(&self.config);
+            let version = self.api.server_version().await?;
+            let layout = CollectionLayout::for_new_collection(&self.config, &version);
             self.check_server_keeps(layout).await?;
             tracing::info!(
                 collection = name,
@@ -125,6 +127,8 @@ impl MilvusSchemaManager {
                 metric = %self.config.metric,
                 nlist = self.config.effective_nlist(),
                 %layout,
+                server = %version,
+                layout_configured = self.config.partition_key.is_some(),
                 "creating collection"
             );
             let fields = expected_fields(self.config.dimension, layout.partition_key);
@@ -133,14 +137,14 @@ impl MilvusSchemaManager {
                 .create_collection(name, &fields, layout.num_partitions)
                 .await
             {
-                Ok(()) => created = true,
+                Ok(()) => created = Some(layout),
                 Err(err) if self.api.has_collection(name).await? => {
                     tracing::debug!(collection = name, error = %err, "created meanwhile by another process");
                 }
                 Err(err) => return Err(err),
             }
         }
-        let needs_index = created || {
+        let needs_index = created.is_some() || {
             let indexes = self.verify_existing().await?;
             indexes == 0
         };
@@ -159,6 +163,9 @@ impl MilvusSchemaManager {
         }
         if self.api.load_status(name).await? != LoadStatus::Loaded {
             self.api.load_collection(name).await?;
+        }
+        if created.is_some_and(|layout| layout.partition_key == PartitionKey::Tenant) {
+            probe::verify_key_routing(&*self.api, name, self.config.dimension).await?;
         }
         Ok(())
     }
@@ -429,6 +436,9 @@ mod tests {
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_| Ok(false));
+        // Unset, the layout follows the server: none on one whose upsert misroutes keyed rows.
+        api.expect_server_version()
+            .returning(|| Ok("v2.3.5".to_string()));
         api.expect_create_collection()
             .withf(|name, fields, partitions| {
                 name == "knowledge_chunks"
@@ -565,6 +575,62 @@ mod tests {
         );
     }
 
+    /// A server that says it keeps keyed rows: the keyed collection is created with
+    /// `partitions`, then the probe's rows are written, counted (`found` each) and deleted.
+    fn newer_server(partitions: u32, found: u64) -> MockMilvusApi {
+        let mut newer = MockMilvusApi::new();
+        newer.expect_has_collection().returning(|_| Ok(false));
+        newer
+            .expect_server_version()
+            .returning(|| Ok("v2.4.5".to_string()));
+        newer
+            .expect_create_collection()
+            .withf(move |_, fields, count| {
+                fields.iter().filter(|f| f.partition_key).count() == 1
+                    && fields
+                        .iter()
+                        .any(|f| f.name == "tenant_id" && f.partition_key)
+                    && *count == partitions
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        newer.expect_create_index().returning(|_, _| Ok(()));
+        newer
+            .expect_load_status()
+            .returning(|_| Ok(LoadStatus::Loaded));
+        newer
+            .expect_upsert()
+            .withf(|_, batch| batch.chunk_ids.iter().all(|&id| id < 0))
+            .times(1)
+            .returning(|_, batch| Ok(batch.row_count() as u64));
+        newer
+            .expect_count()
+            .times(8)
+            .returning(move |_, _, _| Ok(found));
+        newer.expect_delete().times(1).returning(|_, _| Ok(8));
+        newer
+    }
+
+    /// Unset, a new collection is keyed by tenant on a server that keeps keyed rows, once
+    /// the probe finds its rows under their tenants; a server that fails the probe is
+    /// refused, naming the way out.
+    #[tokio::test]
+    async fn unset_a_new_collection_is_keyed_where_the_probe_finds_rows_under_their_tenant() {
+        MilvusSchemaManager::new(Arc::new(newer_server(64, 1)), config())
+            .ensure_collection()
+            .await
+            .unwrap();
+        let err = MilvusSchemaManager::new(Arc::new(newer_server(64, 0)), config())
+            .ensure_collection()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::SchemaMismatch { details, .. }
+                if details.contains("8 of 8 rows written by upsert were not found")),
+            "{err}"
+        );
+    }
+
     /// A partition key is declared only where the server keeps keyed rows where a filtered
     /// read looks for them; elsewhere nothing is created.
     #[tokio::test]
@@ -589,27 +655,7 @@ mod tests {
             "{err}"
         );
 
-        let mut newer = MockMilvusApi::new();
-        newer.expect_has_collection().returning(|_| Ok(false));
-        newer
-            .expect_server_version()
-            .returning(|| Ok("v2.4.5".to_string()));
-        newer
-            .expect_create_collection()
-            .withf(|_, fields, partitions| {
-                fields.iter().filter(|f| f.partition_key).count() == 1
-                    && fields
-                        .iter()
-                        .any(|f| f.name == "tenant_id" && f.partition_key)
-                    && *partitions == 16
-            })
-            .times(1)
-            .returning(|_, _, _| Ok(()));
-        newer.expect_create_index().returning(|_, _| Ok(()));
-        newer
-            .expect_load_status()
-            .returning(|_| Ok(LoadStatus::Loaded));
-        MilvusSchemaManager::new(Arc::new(newer), keyed)
+        MilvusSchemaManager::new(Arc::new(newer_server(16, 1)), keyed)
             .ensure_collection()
             .await
             .unwrap();

@@ -354,6 +354,15 @@ async fn a_layout_named_explicitly_is_checked_and_an_unset_one_accepts_the_exist
         );
     }
 
+    // Unset, a new collection gets the layout the server keeps: no key before 2.4.
+    let (fresh, _fresh_guard) = fresh_store("vg_layout_unset").await;
+    let expected = if version.starts_with("v2.3") {
+        "no partition key"
+    } else {
+        "partition key tenant_id, 64 partitions"
+    };
+    assert_eq!(layout(&fresh).await, expected);
+
     let mut unset = store.config().clone();
     unset.partition_key = None;
     let served = MilvusStore::new(unset).unwrap();

@@ -215,13 +215,15 @@ pub static MILVUS_PARTITION_KEY: Var<PartitionKey> = Var::new(
         accepted: PartitionKey::ACCEPTED,
     },
     "partition key of a new collection (tenant: a search reads only its tenant's \
-     partition; refused on Milvus before 2.4, whose upsert misroutes keyed rows); when set, \
-     an existing collection with another layout is refused",
+     partition, checked by a probe when the collection is created; refused on Milvus before \
+     2.4, whose upsert misroutes keyed rows); when set, an existing collection with another \
+     layout is refused",
     |s| s.milvus.partition_key,
     |s, v| s.milvus.partition_key = Some(v),
 )
 .default_doc(DefaultDoc::Text(
-    "none for a new collection; an existing one keeps its layout",
+    "a new collection: tenant on Milvus 2.4 and later, none before; an existing one keeps \
+     its layout",
 ));
 
 pub static MILVUS_NUM_PARTITIONS: Var<u32> = Var::new(
