@@ -120,17 +120,23 @@ impl MilvusStore {
         for (&id, &tenant) in &requested {
             by_tenant.entry(tenant).or_default().push(id);
         }
-        // Each query asks only for ids another tenant holds, so the reply is empty unless
-        // there is a conflict. They run side by side, as many as the upserts that follow:
-        // every write waits for the whole check.
+        // Per tenant, a query asks only for ids another tenant holds, so its reply is empty
+        // unless there is a conflict; a call spread over more tenants than that saves
+        // queries asks for its ids whatever their tenant. The queries run side by side, as
+        // many as the upserts that follow: every write waits for the whole check.
         let per_call = (self.rows_per_reply(false) as usize).min(IDS_PER_EXPRESSION);
-        let exprs: Vec<String> = by_tenant
-            .iter()
-            .flat_map(|(&tenant, ids)| {
-                ids.chunks(per_call)
-                    .map(move |chunk| queries::held_by_others(tenant, chunk))
-            })
-            .collect();
+        let ids: Vec<ChunkId> = requested.keys().copied().collect();
+        let exprs: Vec<String> = if by_tenant.len() <= ids.len().div_ceil(per_call) {
+            by_tenant
+                .iter()
+                .flat_map(|(&tenant, ids)| {
+                    ids.chunks(per_call)
+                        .map(move |chunk| queries::held_by_others(tenant, chunk))
+                })
+                .collect()
+        } else {
+            ids.chunks(per_call).map(queries::chunk_ids).collect()
+        };
         let replies: Vec<Vec<MilvusRow>> = stream::iter(exprs)
             .map(|expr| self.query_rows(expr, None, false))
             .buffer_unordered(self.config().upsert_concurrency.max(1))
@@ -378,6 +384,33 @@ mod tests {
         let mut queried = queried.lock().unwrap().clone();
         queried.sort_unstable();
         assert_eq!(queried, (0..9000).collect::<Vec<_>>(), "every id, once");
+    }
+
+    /// A call spread over many tenants asks for its ids in one query whatever their tenant,
+    /// instead of one query per tenant, and compares the tenants itself.
+    #[tokio::test]
+    async fn a_call_over_many_tenants_is_checked_by_id_in_few_queries() {
+        let mut api = MockMilvusApi::new();
+        api.expect_query()
+            .withf(|call| {
+                call.expr.starts_with("chunk_id in [") && call.expr.matches(", ").count() == 99
+            })
+            .times(1)
+            // Chunk 7 is stored under tenant 1 (the helper's); the call puts it under 8.
+            .returning(|_| Ok(rows(&[7])));
+        let store = store(config(), api);
+        let records: Vec<VectorRecord> = (1..=100)
+            .map(|id| VectorRecord::new(chunk(id), tenant(id + 1), project(2), emb(1.0)))
+            .collect();
+        let conflicts = store.tenant_conflicts(&records).await.unwrap();
+        assert_eq!(
+            conflicts,
+            vec![TenantConflict {
+                chunk_id: chunk(7),
+                owner: tenant(1),
+                requested: tenant(8),
+            }]
+        );
     }
 
     #[tokio::test]
