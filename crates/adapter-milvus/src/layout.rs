@@ -29,16 +29,21 @@ impl CollectionLayout {
         Self::with_key(key, config)
     }
 
+    /// No partition key.
+    pub fn without_key() -> Self {
+        Self {
+            partition_key: PartitionKey::None,
+            num_partitions: 0,
+        }
+    }
+
     fn with_key(partition_key: PartitionKey, config: &MilvusConfig) -> Self {
         match partition_key {
             PartitionKey::Tenant => Self {
                 partition_key,
                 num_partitions: config.num_partitions,
             },
-            PartitionKey::None => Self {
-                partition_key,
-                num_partitions: 0,
-            },
+            PartitionKey::None => Self::without_key(),
         }
     }
 

@@ -113,38 +113,77 @@ impl MilvusSchemaManager {
     /// when present, verifies fields and index metric and refuses with `SchemaMismatch`
     /// (changing nothing) when they differ; creates a missing index; loads it if needed.
     pub async fn ensure_collection(&self) -> Result<(), GatewayError> {
-        let name = self.collection();
-        // Processes starting together race to create the collection: whoever loses sees
-        // an error, finds the collection there and verifies it like any existing one.
-        let mut created = None;
-        if !self.api.has_collection(name).await? {
-            let version = self.api.server_version().await?;
-            let layout = CollectionLayout::for_new_collection(&self.config, &version);
-            self.check_server_keeps(layout).await?;
-            tracing::info!(
-                collection = name,
-                dimension = self.config.dimension.get(),
-                metric = %self.config.metric,
-                nlist = self.config.effective_nlist(),
-                %layout,
-                server = %version,
-                layout_configured = self.config.partition_key.is_some(),
-                "creating collection"
-            );
-            let fields = expected_fields(self.config.dimension, layout.partition_key);
-            match self
-                .api
-                .create_collection(name, &fields, layout.num_partitions)
-                .await
-            {
-                Ok(()) => created = Some(layout),
-                Err(err) if self.api.has_collection(name).await? => {
-                    tracing::debug!(collection = name, error = %err, "created meanwhile by another process");
-                }
-                Err(err) => return Err(err),
-            }
+        if self.api.has_collection(self.collection()).await? {
+            return self.index_and_load(false).await;
         }
-        let needs_index = created.is_some() || {
+        let version = self.api.server_version().await?;
+        let layout = CollectionLayout::for_new_collection(&self.config, &version);
+        self.check_server_keeps(layout).await?;
+        let created = self.create(layout, &version).await?;
+        self.index_and_load(created).await?;
+        if !created || layout.partition_key == PartitionKey::None {
+            return Ok(());
+        }
+        let Err(err) = self.verify_key_routing().await else {
+            return Ok(());
+        };
+        // Rows astray would be missed by every tenant-filtered read: the keyed collection
+        // this call made does not stay. Asked for explicitly, the key is refused; unset,
+        // the collection is made again without one.
+        self.api.drop_collection(self.collection()).await?;
+        if self.config.partition_key.is_some() {
+            return Err(err);
+        }
+        tracing::warn!(collection = self.collection(), error = %err, "partition key probe failed; creating the collection without a key");
+        let created = self
+            .create(CollectionLayout::without_key(), &version)
+            .await?;
+        self.index_and_load(created).await
+    }
+
+    /// Checks that this collection keeps rows where tenant-filtered reads look for them:
+    /// probe rows (negative ids and tenants, which no chunk or tenant has) are written, moved
+    /// and counted by tenant (reading this client's own writes), then deleted.
+    /// `SchemaMismatch` when a row went astray. Run on every partition-key collection this
+    /// adapter creates.
+    pub async fn verify_key_routing(&self) -> Result<(), GatewayError> {
+        probe::verify_key_routing(&*self.api, self.collection(), self.config.dimension).await
+    }
+
+    /// Creates the collection with `layout`; `false` when another process created it first
+    /// (processes starting together race: the loser verifies it like any existing one).
+    async fn create(&self, layout: CollectionLayout, server: &str) -> Result<bool, GatewayError> {
+        let name = self.collection();
+        tracing::info!(
+            collection = name,
+            dimension = self.config.dimension.get(),
+            metric = %self.config.metric,
+            nlist = self.config.effective_nlist(),
+            %layout,
+            server,
+            layout_configured = self.config.partition_key.is_some(),
+            "creating collection"
+        );
+        let fields = expected_fields(self.config.dimension, layout.partition_key);
+        match self
+            .api
+            .create_collection(name, &fields, layout.num_partitions)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(err) if self.api.has_collection(name).await? => {
+                tracing::debug!(collection = name, error = %err, "created meanwhile by another process");
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Verifies an existing collection (not one this call created), creates a missing
+    /// index and loads the collection.
+    async fn index_and_load(&self, created: bool) -> Result<(), GatewayError> {
+        let name = self.collection();
+        let needs_index = created || {
             let indexes = self.verify_existing().await?;
             indexes == 0
         };
@@ -163,9 +202,6 @@ impl MilvusSchemaManager {
         }
         if self.api.load_status(name).await? != LoadStatus::Loaded {
             self.api.load_collection(name).await?;
-        }
-        if created.is_some_and(|layout| layout.partition_key == PartitionKey::Tenant) {
-            probe::verify_key_routing(&*self.api, name, self.config.dimension).await?;
         }
         Ok(())
     }
@@ -230,12 +266,25 @@ impl MilvusSchemaManager {
         format!("tenant_{}_project_{}", tenant_id.get(), project_id.get())
     }
 
-    /// Creates the partition of a tenant's project when missing; returns its name.
+    /// Creates the partition of a tenant's project when missing; returns its name. Milvus
+    /// has no named partitions beside a partition key, so a keyed collection is refused.
     pub async fn ensure_partition(
         &self,
         tenant_id: TenantId,
         project_id: ProjectId,
     ) -> Result<String, GatewayError> {
+        let layout = CollectionLayout::of(&self.api.describe_collection(self.collection()).await?);
+        if layout.partition_key != PartitionKey::None {
+            return Err(GatewayError::schema_mismatch(
+                STORE,
+                self.collection(),
+                format!(
+                    "named partitions need a collection without a partition key, found \
+                     {layout} (MILVUS_PARTITION_KEY=none, then `vectorgate collection recreate \
+                     --yes` and `vectorgate backfill`)"
+                ),
+            ));
+        }
         let partition = Self::partition_name(tenant_id, project_id);
         if !self
             .api
@@ -575,10 +624,13 @@ mod tests {
         );
     }
 
-    /// A server that says it keeps keyed rows: the keyed collection is created with
-    /// `partitions`, then the probe's rows are written, counted (`found` each) and deleted.
-    fn newer_server(partitions: u32, found: u64) -> MockMilvusApi {
+    /// A server that says it keeps keyed rows (2.4.5) with no collection yet: a keyed one
+    /// is created with `partitions`, then the probe's rows are written twice, counted
+    /// (`found` each time) and deleted. A failed probe drops the keyed collection, and with
+    /// the key unset the collection is created again without one.
+    fn newer_server(partitions: u32, found: u64, key_configured: bool) -> MockMilvusApi {
         let mut newer = MockMilvusApi::new();
+        let mut seq = Sequence::new();
         newer.expect_has_collection().returning(|_| Ok(false));
         newer
             .expect_server_version()
@@ -593,6 +645,7 @@ mod tests {
                     && *count == partitions
             })
             .times(1)
+            .in_sequence(&mut seq)
             .returning(|_, _, _| Ok(()));
         newer.expect_create_index().returning(|_, _| Ok(()));
         newer
@@ -601,32 +654,66 @@ mod tests {
         newer
             .expect_upsert()
             .withf(|_, batch| batch.chunk_ids.iter().all(|&id| id < 0))
-            .times(1)
+            .times(2)
             .returning(|_, batch| Ok(batch.row_count() as u64));
         newer
             .expect_count()
-            .times(8)
+            .times(24)
             .returning(move |_, _, _| Ok(found));
-        newer.expect_delete().times(1).returning(|_, _| Ok(8));
+        newer
+            .expect_delete()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(8));
+        if found != 1 {
+            newer
+                .expect_drop_collection()
+                .times(1)
+                .in_sequence(&mut seq)
+                .returning(|_| Ok(()));
+            if !key_configured {
+                newer
+                    .expect_create_collection()
+                    .withf(|_, fields, count| {
+                        !fields.iter().any(|f| f.partition_key) && *count == 0
+                    })
+                    .times(1)
+                    .in_sequence(&mut seq)
+                    .returning(|_, _, _| Ok(()));
+            }
+        }
         newer
     }
 
     /// Unset, a new collection is keyed by tenant on a server that keeps keyed rows, once
-    /// the probe finds its rows under their tenants; a server that fails the probe is
-    /// refused, naming the way out.
+    /// the probe finds its rows under their tenants; on a server that fails the probe the
+    /// keyed collection is dropped and made again without a key.
     #[tokio::test]
     async fn unset_a_new_collection_is_keyed_where_the_probe_finds_rows_under_their_tenant() {
-        MilvusSchemaManager::new(Arc::new(newer_server(64, 1)), config())
+        MilvusSchemaManager::new(Arc::new(newer_server(64, 1, false)), config())
             .ensure_collection()
             .await
             .unwrap();
-        let err = MilvusSchemaManager::new(Arc::new(newer_server(64, 0)), config())
+        MilvusSchemaManager::new(Arc::new(newer_server(64, 0, false)), config())
+            .ensure_collection()
+            .await
+            .unwrap();
+    }
+
+    /// Asked for explicitly, a key the server fails to keep is refused, and the keyed
+    /// collection made for it is dropped.
+    #[tokio::test]
+    async fn an_explicit_key_that_fails_the_probe_is_refused_and_dropped() {
+        let mut keyed = (*config()).clone();
+        keyed.partition_key = Some(PartitionKey::Tenant);
+        let err = MilvusSchemaManager::new(Arc::new(newer_server(64, 0, true)), Arc::new(keyed))
             .ensure_collection()
             .await
             .unwrap_err();
         assert!(
             matches!(&err, GatewayError::SchemaMismatch { details, .. }
-                if details.contains("8 of 8 rows written by upsert were not found")),
+                if details.contains("8 were not found under their tenant")
+                    && details.contains("MILVUS_PARTITION_KEY=none")),
             "{err}"
         );
     }
@@ -655,10 +742,35 @@ mod tests {
             "{err}"
         );
 
-        MilvusSchemaManager::new(Arc::new(newer_server(16, 1)), keyed)
+        MilvusSchemaManager::new(Arc::new(newer_server(16, 1, true)), keyed)
             .ensure_collection()
             .await
             .unwrap();
+    }
+
+    /// Milvus has no named partitions beside a partition key: the helper says so instead of
+    /// passing Milvus's refusal on.
+    #[tokio::test]
+    async fn named_partitions_are_refused_on_a_keyed_collection() {
+        let mut api = MockMilvusApi::new();
+        api.expect_describe_collection().returning(|_| {
+            Ok(CollectionDescription {
+                fields: expected_fields(Dimension::new(4).unwrap(), PartitionKey::Tenant),
+                num_partitions: 64,
+            })
+        });
+        // No partition expectations: creating one fails the test.
+        let manager = MilvusSchemaManager::new(Arc::new(api), config());
+        let err = manager
+            .ensure_partition(tenant(7), project(3))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::SchemaMismatch { details, .. }
+                if details.contains("named partitions need a collection without a partition key")
+                    && details.contains("MILVUS_PARTITION_KEY=none")),
+            "{err}"
+        );
     }
 
     #[tokio::test]

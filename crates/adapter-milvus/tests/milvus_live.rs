@@ -382,6 +382,43 @@ async fn a_layout_named_explicitly_is_checked_and_an_unset_one_accepts_the_exist
     assert_eq!(layout(&served).await, "no partition key", "nothing changed");
 }
 
+/// The partition-key probe's calls on a real server (negative ids and tenants, Strong
+/// counts, a move, the delete): on a collection without a key every row stays where a
+/// filtered read looks, so it passes, and the collection's own rows are untouched. (Milvus
+/// 2.3.5 refuses a keyed collection before the probe could run; the probe's verdicts are
+/// unit-tested.)
+#[tokio::test]
+async fn the_partition_key_probe_runs_on_a_real_server_and_leaves_rows_untouched() {
+    if !milvus_tests_enabled(
+        "the_partition_key_probe_runs_on_a_real_server_and_leaves_rows_untouched",
+    ) {
+        return;
+    }
+    let mut unkeyed = config("vg_probe");
+    unkeyed.partition_key = Some(PartitionKey::None);
+    let (store, _guard) = store_with(unkeyed);
+    store.ensure_schema().await.unwrap();
+    store
+        .upsert_vectors(&[record(1, 1, 1, axis(0))])
+        .await
+        .unwrap();
+    store.schema().verify_key_routing().await.unwrap();
+    store.schema().verify_key_routing().await.unwrap();
+    assert_eq!(store.count(ScanFilter::all()).await.unwrap(), 1);
+    let hits = store
+        .search(&SearchRequest::new(
+            SearchScope::tenant(tenant(1)),
+            axis(0),
+            top(10),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.chunk_id.get()).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
+
 #[tokio::test]
 async fn recreate_replaces_a_mismatched_collection() {
     if !milvus_tests_enabled("recreate_replaces_a_mismatched_collection") {
