@@ -109,9 +109,11 @@ impl MilvusSchemaManager {
         &self.config.collection
     }
 
-    /// Makes the collection ready: creates it (fields, IVF_FLAT index, load) when missing;
-    /// when present, verifies fields and index metric and refuses with `SchemaMismatch`
-    /// (changing nothing) when they differ; creates a missing index; loads it if needed.
+    /// Makes the collection ready: creates it (fields, IVF_FLAT index, load) when missing,
+    /// keeping a partition-key collection only once it passes the probe
+    /// ([`Self::verify_key_routing`]); when present, verifies fields and index metric and
+    /// refuses with `SchemaMismatch` (changing nothing) when they differ; creates a missing
+    /// index; loads it if needed.
     pub async fn ensure_collection(&self) -> Result<(), GatewayError> {
         if self.api.has_collection(self.collection()).await? {
             return self.index_and_load(false).await;

@@ -296,10 +296,7 @@ async fn a_layout_named_explicitly_is_checked_and_an_unset_one_accepts_the_exist
     ) {
         return;
     }
-    let mut unkeyed = config("vg_layout");
-    unkeyed.partition_key = Some(PartitionKey::None);
-    let (store, _guard) = store_with(unkeyed);
-    store.ensure_schema().await.unwrap();
+    let (store, _guard) = unkeyed_store("vg_layout").await;
     store
         .upsert_vectors(&[record(1, 1, 1, axis(0)), record(2, 2, 1, axis(1))])
         .await
@@ -394,10 +391,7 @@ async fn the_partition_key_probe_runs_on_a_real_server_and_leaves_rows_untouched
     ) {
         return;
     }
-    let mut unkeyed = config("vg_probe");
-    unkeyed.partition_key = Some(PartitionKey::None);
-    let (store, _guard) = store_with(unkeyed);
-    store.ensure_schema().await.unwrap();
+    let (store, _guard) = unkeyed_store("vg_probe").await;
     store
         .upsert_vectors(&[record(1, 1, 1, axis(0))])
         .await
@@ -447,10 +441,7 @@ async fn partition_helpers_create_list_and_drop() {
     }
     // Named partitions and a partition key exclude each other in Milvus: the helpers serve
     // collections without a key.
-    let mut unkeyed = config("vg_partitions");
-    unkeyed.partition_key = Some(PartitionKey::None);
-    let (store, _guard) = store_with(unkeyed);
-    store.ensure_schema().await.unwrap();
+    let (store, _guard) = unkeyed_store("vg_partitions").await;
     let schema = store.schema();
     let name = schema
         .ensure_partition(tenant(7), project(3))

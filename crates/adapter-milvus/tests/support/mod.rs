@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use vectorgate_adapter_milvus::{Consistency, MilvusConfig, MilvusStore};
+use vectorgate_adapter_milvus::{Consistency, MilvusConfig, MilvusStore, PartitionKey};
 use vectorgate_domain::{Dimension, Embedding, VectorRecord};
 use vectorgate_testkit::{chunk, project, tenant, unique_name, ServicesEnv};
 
@@ -48,6 +48,15 @@ impl Drop for Cleanup {
 pub async fn fresh_store(prefix: &str) -> (MilvusStore, Cleanup) {
     let store = MilvusStore::new(config(prefix)).unwrap();
     let guard = Cleanup(store.clone());
+    store.ensure_schema().await.unwrap();
+    (store, guard)
+}
+
+/// A store whose collection is created without a partition key, whatever the server.
+pub async fn unkeyed_store(prefix: &str) -> (MilvusStore, Cleanup) {
+    let mut unkeyed = config(prefix);
+    unkeyed.partition_key = Some(PartitionKey::None);
+    let (store, guard) = store_with(unkeyed);
     store.ensure_schema().await.unwrap();
     (store, guard)
 }
