@@ -56,10 +56,7 @@ impl CollectionLayout {
             },
             // A key on another field is reported as no tenant key: searches then read
             // every partition, as without one (the field check names any odd field).
-            _ => Self {
-                partition_key: PartitionKey::None,
-                num_partitions: 0,
-            },
+            _ => Self::without_key(),
         }
     }
 

@@ -120,7 +120,7 @@ impl MilvusSchemaManager {
         }
         let version = self.api.server_version().await?;
         let layout = CollectionLayout::for_new_collection(&self.config, &version);
-        self.check_server_keeps(layout).await?;
+        self.refuse(layout.server_problem(&version))?;
         let created = self.create(layout, &version).await?;
         self.index_and_load(created).await?;
         if !created || layout.partition_key == PartitionKey::None {
@@ -403,7 +403,12 @@ impl MilvusSchemaManager {
 
     /// Refuses a partition key the server cannot keep, changing nothing.
     async fn check_server_keeps(&self, layout: CollectionLayout) -> Result<(), GatewayError> {
-        match self.server_problem(layout).await? {
+        self.refuse(self.server_problem(layout).await?)
+    }
+
+    /// `SchemaMismatch` for a layout problem, if there is one.
+    fn refuse(&self, problem: Option<String>) -> Result<(), GatewayError> {
+        match problem {
             None => Ok(()),
             Some(problem) => Err(GatewayError::schema_mismatch(
                 STORE,
