@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
 use crate::process::{
-    children_of, environ_var, http_get, is_alive, port_answers, stop_pid, tail, wait_until,
+    children_of, environ_var, http_get, is_alive, port_answers, stop_pid, tail, wait_for_or_exit,
+    wait_until, ChildWait,
 };
 use crate::venv::Venv;
 
@@ -214,40 +215,44 @@ pub fn spawn_with(
         // Its own process group: survives xtask's exit and a Ctrl-C in the terminal.
         .process_group(0);
     println!("$ {}", crate::process::describe(&cmd));
-    let wrapper = cmd.spawn().context("could not start milvus-server")?;
+    let mut wrapper = cmd.spawn().context("could not start milvus-server")?;
     let wrapper_pid = i32::try_from(wrapper.id())?;
-    // The Child handle is dropped without waiting: the wrapper outlives this process.
-    drop(wrapper);
 
     let mut server_pid = None;
     // The first start unpacks the Milvus binary (about 10 s on 2 cores).
-    let found = wait_until(Duration::from_secs(120), Duration::from_millis(200), || {
-        server_pid = children_of(wrapper_pid)
-            .into_iter()
-            .find(|pid| is_alive(*pid, SERVER_MARKER));
-        server_pid.is_some() || !is_alive(wrapper_pid, WRAPPER_MARKER)
-    });
+    let seen = wait_for_or_exit(
+        &mut wrapper,
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            server_pid = children_of(wrapper_pid)
+                .into_iter()
+                .find(|pid| is_alive(*pid, SERVER_MARKER));
+            server_pid.is_some()
+        },
+    );
+    // The Child handle is dropped without waiting: the wrapper outlives this process.
+    drop(wrapper);
     let mut state = MilvusState {
         port: ports.grpc,
         wrapper_pid,
         server_pid,
         metrics_port: None,
     };
-    match server_pid {
-        Some(pid) => {
-            state.metrics_port = environ_var(pid, "METRICS_PORT").and_then(|p| p.parse().ok());
-            Ok(state)
+    let why = match seen {
+        ChildWait::Found => {
+            state.metrics_port = server_pid
+                .and_then(|pid| environ_var(pid, "METRICS_PORT"))
+                .and_then(|p| p.parse().ok());
+            return Ok(state);
         }
-        None => {
-            let why = if found {
-                "milvus-server exited before starting Milvus"
-            } else {
-                "milvus-server did not start Milvus within 120 s"
-            };
-            stop(&state).ok();
-            bail!("{why}\n{}", logs_tail(layout))
+        ChildWait::Exited(status) => {
+            format!("milvus-server exited ({status}) before starting Milvus")
         }
-    }
+        ChildWait::TimedOut => "milvus-server did not start Milvus within 120 s".to_string(),
+    };
+    stop(&state).ok();
+    bail!("{why}\n{}", logs_tail(layout))
 }
 
 /// Serving: the gRPC port accepts connections and /healthz on the metrics port says OK.

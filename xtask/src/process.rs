@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -222,6 +222,35 @@ pub fn wait_until(timeout: Duration, interval: Duration, mut done: impl FnMut() 
     }
 }
 
+/// What [`wait_for_or_exit`] saw first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildWait {
+    Found,
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+/// Polls `found` until it holds, the child exits or `timeout` passes. The child's exit is
+/// learned from the child itself, not from /proc: a process that is still exec'ing its
+/// interpreter reads an empty cmdline there and would look gone.
+pub fn wait_for_or_exit(
+    child: &mut Child,
+    timeout: Duration,
+    interval: Duration,
+    mut found: impl FnMut() -> bool,
+) -> ChildWait {
+    let mut outcome = ChildWait::TimedOut;
+    wait_until(timeout, interval, || {
+        if found() {
+            outcome = ChildWait::Found;
+        } else if let Ok(Some(status)) = child.try_wait() {
+            outcome = ChildWait::Exited(status);
+        }
+        outcome != ChildWait::TimedOut
+    });
+    outcome
+}
+
 /// The last `lines` lines of a log file, labelled, for error messages.
 pub fn tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {
@@ -237,5 +266,57 @@ pub fn tail(path: &Path, lines: usize) -> String {
             )
         }
         Err(e) => format!("--- {} could not be read: {e} ---", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper(seconds: &str) -> Child {
+        Command::new("sleep").arg(seconds).spawn().unwrap()
+    }
+
+    #[test]
+    fn a_running_child_whose_cmdline_lacks_the_marker_is_not_taken_for_exited() {
+        // What a wrapper looks like from /proc while it execs its interpreter.
+        let mut child = sleeper("1");
+        let pid = i32::try_from(child.id()).unwrap();
+        assert!(!is_alive(pid, "milvus-server"));
+        let seen = wait_for_or_exit(
+            &mut child,
+            Duration::from_millis(300),
+            Duration::from_millis(20),
+            || false,
+        );
+        assert_eq!(seen, ChildWait::TimedOut);
+        child.kill().ok();
+        child.wait().ok();
+    }
+
+    #[test]
+    fn a_child_that_exits_is_reported_with_its_status() {
+        let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let seen = wait_for_or_exit(
+            &mut child,
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || false,
+        );
+        assert!(matches!(seen, ChildWait::Exited(s) if s.code() == Some(3)));
+    }
+
+    #[test]
+    fn found_wins_over_a_running_child() {
+        let mut child = sleeper("5");
+        let seen = wait_for_or_exit(
+            &mut child,
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || true,
+        );
+        assert_eq!(seen, ChildWait::Found);
+        child.kill().ok();
+        child.wait().ok();
     }
 }
