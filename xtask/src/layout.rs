@@ -8,6 +8,8 @@ pub struct Layout {
     pub root: PathBuf,
     pub target: PathBuf,
     pub venv: PathBuf,
+    /// Debian's PostgreSQL 15 with pgvector, unpacked for the TLS tests.
+    pub tls_postgres: PathBuf,
     pub services: PathBuf,
     pub pg_dir: PathBuf,
     pub pg_data: PathBuf,
@@ -48,6 +50,7 @@ impl Layout {
         Self {
             root: root.to_path_buf(),
             venv: target.join("venv"),
+            tls_postgres: target.join("tls-postgres"),
             pg_data: pg_dir.join("data"),
             pg_run: pg_dir.join("run"),
             pg_log: pg_dir.join("server.log"),

@@ -11,4 +11,5 @@ pub mod postgres;
 pub mod process;
 pub mod services;
 pub mod steps;
+pub mod tls_postgres;
 pub mod venv;

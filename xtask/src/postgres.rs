@@ -214,8 +214,8 @@ fn read_postmaster_pid(data: &Path) -> Result<i32> {
         .with_context(|| format!("{} has no pid on its first line", file.display()))
 }
 
-/// Creates the database when missing (not the extension: for a PostgreSQL without pgvector).
-pub fn ensure_plain_database(venv: &Venv, port: u16) -> Result<()> {
+/// Creates the database when missing (not the extension).
+fn ensure_plain_database(venv: &Venv, port: u16) -> Result<()> {
     let exists = psql(
         venv,
         port,

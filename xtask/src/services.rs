@@ -11,7 +11,7 @@ use crate::layout::Layout;
 use crate::milvus::{self, MilvusPorts, MilvusState};
 use crate::postgres::{self, PgState};
 use crate::process::{is_alive, port_is_free, wait_until};
-use crate::venv;
+use crate::{tls_postgres, venv};
 
 pub const DEFAULT_PG_PORT: u16 = 54329;
 pub const DEFAULT_MILVUS_PORT: u16 = 19530;
@@ -116,6 +116,8 @@ pub fn up(layout: &Layout, ports: Ports) -> Result<Settings> {
     }
     fs::create_dir_all(&layout.services)?;
     let venv = venv::ensure(layout)?;
+    // Only the TLS tests start it; prepared here so they never build it side by side.
+    tls_postgres::ensure(layout)?;
     let mut state = State::load(layout)?;
 
     // Reuse what runs; clear what is half-dead so it can be started again.

@@ -33,7 +33,7 @@ impl Venv {
     }
 
     /// This venv with another PostgreSQL's binaries: the wheel's build has no TLS, so a
-    /// test of TLS runs the system's PostgreSQL (which has no pgvector) through the same code.
+    /// test of TLS runs Debian's PostgreSQL (see `tls_postgres`) through the same code.
     pub fn with_pg_bin_dir(mut self, dir: &Path) -> Self {
         self.pg_bin_dir = Some(dir.to_path_buf());
         self

@@ -1,13 +1,17 @@
-//! TLS to PostgreSQL with `sslmode=verify-full`: a PostgreSQL of the test's own (`ssl=on`)
-//! serves a certificate for `localhost` from a throwaway CA. With that CA the gateway
-//! connects; with another CA, or reached under a name the certificate does not hold, it
-//! refuses with one `Unavailable` line naming host:port and the TLS cause.
+//! TLS to PostgreSQL with `sslmode=verify-full`: a PostgreSQL of the test's own (`ssl=on`,
+//! with pgvector) serves a certificate for `localhost` from a throwaway CA. With that CA the
+//! gateway creates its table, writes, searches and deletes; with another CA, or reached under
+//! a name the certificate does not hold, it refuses with one `Unavailable` line naming
+//! host:port and the TLS cause.
 
 use sqlx::{Connection, PgConnection, Row};
 use vectorgate_adapter_pgvector::{PgVectorConfig, PgVectorStore};
-use vectorgate_domain::{Dimension, GatewayError, StoreKind, VectorStoreGateway};
+use vectorgate_domain::{
+    DeleteRequest, Dimension, Embedding, GatewayError, SearchRequest, SearchScope, StoreKind, TopK,
+    VectorRecord, VectorStoreGateway,
+};
 use vectorgate_testkit::TestPki;
-use vectorgate_testkit::{unique_name, OwnPostgres};
+use vectorgate_testkit::{chunk, project, tenant, unique_name, OwnPostgres};
 
 const DIM: u32 = 3;
 
@@ -63,17 +67,40 @@ async fn tls_verify_full_round_trip_and_refusals() {
     let port = server.port();
 
     // 1. The CA that issued the certificate, the name the certificate holds: the gateway
-    // connects and runs its health queries over TLS. (This PostgreSQL has TLS but no
-    // pgvector; see OwnPostgres::start_tls. Its health says so, which is the answer of a
-    // round trip through the gateway.)
+    // bootstraps its table and index, writes, searches and deletes over TLS.
     let url = verify_full(&server, "localhost", &files.ca_pem);
     let gateway = store(&url);
+    gateway.bootstrap().await.unwrap();
+    let records: Vec<VectorRecord> = (0..3)
+        .map(|i| {
+            let mut v = vec![0.0; DIM as usize];
+            v[i] = 1.0;
+            let id = i64::try_from(i).unwrap() + 1;
+            VectorRecord::new(chunk(id), tenant(7), project(1), Embedding::new(v).unwrap())
+        })
+        .collect();
+    assert_eq!(gateway.upsert_vectors(&records).await.unwrap(), 3);
+    let hits = gateway
+        .search(&SearchRequest::new(
+            SearchScope::tenant(tenant(7)),
+            records[1].embedding.clone(),
+            TopK::new(3).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert_eq!(hits[0].chunk_id, chunk(2), "{hits:?}");
+    let deleted = gateway
+        .delete_vectors(&DeleteRequest::chunks(tenant(7), [chunk(1)]))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
     let health = gateway.health().await.unwrap();
     let report = &health.stores[0];
     assert!(report.reachable, "{report:?}");
     let version = report.server_version.as_deref().unwrap_or_default();
     assert!(version.starts_with("PostgreSQL "), "{report:?}");
-    eprintln!("verify-full with the CA: reachable, {version}");
+    eprintln!("verify-full with the CA: bootstrap, upsert, search, delete over TLS; {version}");
     gateway.close().await.unwrap();
     // The same URL really is encrypted and verified (the server's view of the session).
     let mut conn = PgConnection::connect(&url).await.unwrap();

@@ -13,21 +13,6 @@ use xtask::process::{port_is_free, stop_pid};
 use crate::pki::TestPki;
 use crate::{unique_name, workspace_root};
 
-/// Where a system PostgreSQL built with TLS may be, newest first.
-pub const SYSTEM_PG_BINS: [&str; 4] = [
-    "/usr/lib/postgresql/17/bin",
-    "/usr/lib/postgresql/16/bin",
-    "/usr/lib/postgresql/15/bin",
-    "/usr/local/pgsql/bin",
-];
-
-fn system_pg_bin_dir() -> Option<PathBuf> {
-    SYSTEM_PG_BINS
-        .iter()
-        .map(PathBuf::from)
-        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
-}
-
 fn wheels() -> xtask::venv::Venv {
     xtask::venv::existing(&Layout::current())
         .expect("the server wheels are installed (cargo xtask services up installs them)")
@@ -71,15 +56,15 @@ impl OwnPostgres {
     }
 
     /// Starts it with `ssl=on` and a server certificate for `server_names` from a
-    /// throwaway CA; returns the files (the CA is what clients trust). The wheel's
-    /// PostgreSQL is built without TLS ("SSL is not supported by this build"), so this runs
-    /// the system's PostgreSQL (Debian's `postgresql-15`, found under [`SYSTEM_PG_BINS`]),
-    /// which has TLS but no pgvector: its database has no `vector` extension.
+    /// throwaway CA, and creates the database with `vector`; returns the files (the CA is
+    /// what clients trust). The wheel's PostgreSQL is built without TLS ("SSL is not
+    /// supported by this build"), so this runs Debian's PostgreSQL 15 with pgvector, which
+    /// `cargo xtask services up` unpacks and builds under target/ (xtask's `tls_postgres`).
     pub fn start_tls(&mut self, server_names: &[&str]) -> TestPki {
-        let bin_dir = system_pg_bin_dir().unwrap_or_else(|| {
+        let bin_dir = xtask::tls_postgres::existing(&Layout::current()).unwrap_or_else(|| {
             panic!(
-                "no PostgreSQL with TLS: none of {SYSTEM_PG_BINS:?} holds initdb \
-                 (apt-get install postgresql-15)"
+                "no PostgreSQL with TLS and pgvector under target/tls-postgres \
+                 (cargo xtask services up prepares it)"
             )
         });
         // Under pg_dir, which start_with() hands to the service user: the key must be its own.
@@ -97,7 +82,7 @@ impl OwnPostgres {
         let state = postgres::start_with(&self.layout, &venv, self.port, &settings)
             .unwrap_or_else(|e| panic!("test PostgreSQL on port {}: {e:#}", self.port));
         self.state = Some(state);
-        postgres::ensure_plain_database(&venv, self.port)
+        postgres::ensure_database(&venv, self.port)
             .unwrap_or_else(|e| panic!("test PostgreSQL on port {}: {e:#}", self.port));
         files
     }
