@@ -117,7 +117,7 @@ pub fn up(layout: &Layout, ports: Ports) -> Result<Settings> {
     fs::create_dir_all(&layout.services)?;
     let venv = venv::ensure(layout)?;
     // Only the TLS tests start it; prepared here so they never build it side by side.
-    tls_postgres::ensure(layout)?;
+    tls_postgres::prepare(layout);
     let mut state = State::load(layout)?;
 
     // Reuse what runs; clear what is half-dead so it can be started again.

@@ -27,6 +27,8 @@ const PGVECTOR_URL: &str =
 const PGVECTOR_SHA256: &str = "867a2c328d4928a5a9d6f052cd3bc78c7d60228a9b914ad32aa3db88e9de27b0";
 /// Written last, so a build cut short is redone rather than used.
 const READY: &str = "ready";
+/// Why the last preparation failed, for the tests that need the tree.
+const FAILED: &str = "failed";
 
 fn bin_dir(dir: &Path) -> PathBuf {
     dir.join("root/usr/lib/postgresql/15/bin")
@@ -37,6 +39,29 @@ pub fn existing(layout: &Layout) -> Option<PathBuf> {
     let dir = &layout.tls_postgres;
     let ready = fs::read_to_string(dir.join(READY)).ok()?;
     (ready.trim() == stamp()).then(|| bin_dir(dir))
+}
+
+/// Why [`existing`] finds nothing: the last preparation's error, or that none ran.
+pub fn why_missing(layout: &Layout) -> String {
+    let dir = &layout.tls_postgres;
+    match fs::read_to_string(dir.join(FAILED)) {
+        Ok(reason) => format!("preparing it under {} failed: {reason}", dir.display()),
+        Err(_) => format!(
+            "nothing under {} (cargo xtask services up prepares it)",
+            dir.display()
+        ),
+    }
+}
+
+/// [`ensure`] for `services up`: a failure (no apt-get, no Debian registry) is recorded for
+/// the TLS tests, which then fail saying why, and does not stop the servers the rest need.
+pub fn prepare(layout: &Layout) {
+    if let Err(err) = ensure(layout) {
+        let reason = format!("{err:#}");
+        println!("warning: no PostgreSQL for the TLS tests: {reason}");
+        let _ = fs::create_dir_all(&layout.tls_postgres);
+        let _ = fs::write(layout.tls_postgres.join(FAILED), reason);
+    }
 }
 
 fn stamp() -> String {
@@ -82,8 +107,9 @@ pub fn ensure(layout: &Layout) -> Result<PathBuf> {
 /// refreshed once if they are missing or stale.
 fn download_packages(debs: &Path) -> Result<()> {
     let download = || {
+        // As root, apt would hand the download to its `_apt` user, who cannot write here.
         run(Command::new("apt-get")
-            .arg("download")
+            .args(["-o", "APT::Sandbox::User=root", "download"])
             .args(PACKAGES)
             .current_dir(debs))
     };

@@ -61,10 +61,11 @@ impl OwnPostgres {
     /// supported by this build"), so this runs Debian's PostgreSQL 15 with pgvector, which
     /// `cargo xtask services up` unpacks and builds under target/ (xtask's `tls_postgres`).
     pub fn start_tls(&mut self, server_names: &[&str]) -> TestPki {
-        let bin_dir = xtask::tls_postgres::existing(&Layout::current()).unwrap_or_else(|| {
+        let layout = Layout::current();
+        let bin_dir = xtask::tls_postgres::existing(&layout).unwrap_or_else(|| {
             panic!(
-                "no PostgreSQL with TLS and pgvector under target/tls-postgres \
-                 (cargo xtask services up prepares it)"
+                "no PostgreSQL with TLS and pgvector: {}",
+                xtask::tls_postgres::why_missing(&layout)
             )
         });
         // Under pg_dir, which start_with() hands to the service user: the key must be its own.
