@@ -326,6 +326,24 @@ pub fn stop(state: &MilvusState) -> Result<()> {
     )
 }
 
+/// The bytes under Milvus's data folder (binlogs, etcd, logs).
+pub fn data_bytes(layout: &Layout) -> u64 {
+    fn walk(dir: &std::path::Path) -> u64 {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path()),
+                Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => 0,
+            })
+            .sum()
+    }
+    walk(&layout.milvus_dir)
+}
+
 pub fn logs_tail(layout: &Layout) -> String {
     let logs = layout.milvus_dir.join("logs");
     [

@@ -222,6 +222,28 @@ pub fn wait_until(timeout: Duration, interval: Duration, mut done: impl FnMut() 
     }
 }
 
+/// The share of all CPUs busy over `window` (from /proc/stat), or None where it cannot be read.
+pub fn machine_busy(window: Duration) -> Option<f64> {
+    fn times() -> Option<(u64, u64)> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((fields.iter().take(8).sum(), idle))
+    }
+    let (total0, idle0) = times()?;
+    sleep(window);
+    let (total1, idle1) = times()?;
+    let total = total1.checked_sub(total0)?;
+    (total > 0).then(|| 1.0 - (idle1 - idle0) as f64 / total as f64)
+}
+
 /// What [`wait_for_or_exit`] saw first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildWait {
@@ -304,6 +326,27 @@ mod tests {
             || false,
         );
         assert!(matches!(seen, ChildWait::Exited(s) if s.code() == Some(3)));
+    }
+
+    #[test]
+    fn a_busy_loop_shows_in_the_machine_s_busy_share() {
+        let idle_floor = machine_busy(Duration::from_millis(300)).unwrap();
+        assert!((0.0..=1.0).contains(&idle_floor), "{idle_floor}");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinner = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let busy = machine_busy(Duration::from_millis(500)).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinner.join().unwrap();
+        // One spinning thread keeps at least one CPU busy (less some scheduling slack).
+        assert!(busy >= 0.8 / cpus, "{busy} of {cpus} CPUs");
     }
 
     #[test]

@@ -267,6 +267,10 @@ pub fn status(layout: &Layout) -> Result<()> {
         ),
         None => println!("milvus:   not started by xtask"),
     }
+    println!(
+        "milvus data: {:.2} GB",
+        milvus::data_bytes(layout) as f64 / 1e9
+    );
     match fs::read_to_string(&layout.env_file) {
         Ok(text) => println!("{}:\n{}", layout.env_file.display(), text.trim_end()),
         Err(_) => println!("{} not written", layout.env_file.display()),

@@ -277,6 +277,30 @@ pub fn test_milvus(layout: &Layout, external: bool, ports: Ports, extra: &[Strin
 
 /// `cargo xtask bench`: the benchmark harness (`vectorgate-bench`'s `gateway` bench target)
 /// against the servers.
+/// Above this share of the machine busy before a benchmark starts, its figures measure
+/// something else too (a Milvus still compacting or collecting an earlier run's data was seen
+/// to keep both cores busy while no client ran).
+const BUSY_BEFORE_BENCH: f64 = 0.25;
+
+fn report_machine_load() {
+    let Some(busy) = crate::process::machine_busy(Duration::from_secs(3)) else {
+        return;
+    };
+    println!(
+        "machine busy before the benchmark: {:.0}% over 3 s",
+        busy * 100.0
+    );
+    if busy > BUSY_BEFORE_BENCH {
+        println!(
+            "warning: the machine is already {:.0}% busy with no benchmark running; figures \
+             will be skewed. See what runs (top); a Milvus busy with an earlier run's data \
+             settles after a while, or start clean: cargo xtask services down && \
+             rm -rf target/services/milvus && cargo xtask services up",
+            busy * 100.0
+        );
+    }
+}
+
 pub fn bench(
     layout: &Layout,
     external: bool,
@@ -286,6 +310,7 @@ pub fn bench(
 ) -> Result<()> {
     let mut steps = Steps::new("bench");
     with_services(&mut steps, layout, external, ports, |steps, settings| {
+        report_machine_load();
         steps.run(&format!("benchmark (--store {store})"), || {
             run(with_env(
                 cargo()
