@@ -275,14 +275,12 @@ pub fn test_milvus(layout: &Layout, external: bool, ports: Ports, extra: &[Strin
     steps.finish()
 }
 
-/// `cargo xtask bench`: the benchmark harness (`vectorgate-bench`'s `gateway` bench target)
-/// against the servers.
 /// Above this share of the machine busy before a benchmark starts, its figures measure
 /// something else too (a Milvus still compacting or collecting an earlier run's data was seen
 /// to keep both cores busy while no client ran).
 const BUSY_BEFORE_BENCH: f64 = 0.25;
 
-fn report_machine_load() {
+fn report_machine_load(layout: &Layout) {
     let Some(busy) = crate::process::machine_busy(Duration::from_secs(3)) else {
         return;
     };
@@ -295,12 +293,15 @@ fn report_machine_load() {
             "warning: the machine is already {:.0}% busy with no benchmark running; figures \
              will be skewed. See what runs (top); a Milvus busy with an earlier run's data \
              settles after a while, or start clean: cargo xtask services down && \
-             rm -rf target/services/milvus && cargo xtask services up",
-            busy * 100.0
+             rm -rf {} && cargo xtask services up",
+            busy * 100.0,
+            layout.milvus_dir.display()
         );
     }
 }
 
+/// `cargo xtask bench`: the benchmark harness (`vectorgate-bench`'s `gateway` bench target)
+/// against the servers.
 pub fn bench(
     layout: &Layout,
     external: bool,
@@ -310,7 +311,7 @@ pub fn bench(
 ) -> Result<()> {
     let mut steps = Steps::new("bench");
     with_services(&mut steps, layout, external, ports, |steps, settings| {
-        report_machine_load();
+        report_machine_load(layout);
         steps.run(&format!("benchmark (--store {store})"), || {
             run(with_env(
                 cargo()
