@@ -330,8 +330,8 @@ mod tests {
 
     #[test]
     fn a_busy_loop_shows_in_the_machine_s_busy_share() {
-        let idle_floor = machine_busy(Duration::from_millis(300)).unwrap();
-        assert!((0.0..=1.0).contains(&idle_floor), "{idle_floor}");
+        let before = machine_busy(Duration::from_millis(300)).unwrap();
+        assert!((0.0..=1.0).contains(&before), "{before}");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let spinner = {
             let stop = stop.clone();
