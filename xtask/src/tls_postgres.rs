@@ -69,7 +69,7 @@ fn stamp() -> String {
 }
 
 /// Unpacks PostgreSQL 15 and builds pgvector into it unless that is already done.
-pub fn ensure(layout: &Layout) -> Result<PathBuf> {
+fn ensure(layout: &Layout) -> Result<PathBuf> {
     if let Some(bin) = existing(layout) {
         return Ok(bin);
     }
