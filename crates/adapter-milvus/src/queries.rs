@@ -63,6 +63,17 @@ pub fn held_by_others(tenant_id: TenantId, ids: &[ChunkId]) -> String {
     expr
 }
 
+/// `tenant_id != 7 && chunk_id >= 10 && chunk_id <= 900`: the same question for every id
+/// of a range.
+pub fn held_by_others_in_range(tenant_id: TenantId, from: ChunkId, to: ChunkId) -> String {
+    format!(
+        "{FIELD_TENANT_ID} != {} && {FIELD_CHUNK_ID} >= {} && {FIELD_CHUNK_ID} <= {}",
+        tenant_id.get(),
+        from.get(),
+        to.get()
+    )
+}
+
 /// `tenant_id == 3 && chunk_id == -3`: one row of the layout probe, under its tenant.
 pub fn probe_row(tenant_id: i64, chunk_id: i64) -> String {
     format!("{FIELD_TENANT_ID} == {tenant_id} && {FIELD_CHUNK_ID} == {chunk_id}")

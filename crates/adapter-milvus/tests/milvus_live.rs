@@ -10,7 +10,7 @@ use support::*;
 use vectorgate_adapter_milvus::{MilvusSchemaManager, MilvusStore, PartitionKey};
 use vectorgate_domain::{
     DeleteRequest, Embedding, GatewayError, Metric, ScanFilter, SearchRequest, SearchScope, TopK,
-    VectorStoreGateway,
+    VectorRecord, VectorStoreGateway,
 };
 use vectorgate_testkit::{chunk, milvus_tests_enabled, project, tenant};
 
@@ -183,6 +183,49 @@ async fn an_upsert_taking_a_chunk_of_another_tenant_is_refused() {
     assert_eq!(
         moving.fetch(&[chunk(1)]).await.unwrap(),
         vec![record(1, 2, 1, axis(2))]
+    );
+}
+
+/// A call of dense ids is checked by id ranges: the server must find a taken chunk among
+/// them, whether the tenants interleave or come in long stretches, and must not count a
+/// stored chunk the call does not name.
+#[tokio::test]
+async fn a_dense_call_taking_a_chunk_of_another_tenant_is_refused() {
+    if !milvus_tests_enabled("a_dense_call_taking_a_chunk_of_another_tenant_is_refused") {
+        return;
+    }
+    let (store, _guard) = fresh_store("vg_tenant_dense").await;
+    // Chunk 150 belongs to tenant 1; chunk 500, under tenant 9, sits in a gap of every call.
+    let stored = vec![record(150, 1, 1, axis(0)), record(500, 9, 1, axis(1))];
+    store.upsert_vectors(&stored).await.unwrap();
+    let call = |ids: std::ops::Range<i64>, tenant_of: fn(i64) -> i64| -> Vec<VectorRecord> {
+        ids.filter(|&id| id != 500)
+            .map(|id| record(id, tenant_of(id), 1, axis(id as usize)))
+            .collect()
+    };
+    let interleaved = call(100..1000, |id| 2 + id % 2);
+    let stretches = call(100..1000, |id| if id < 400 { 2 } else { 3 });
+    for records in [&interleaved, &stretches] {
+        let err = store.upsert_vectors(records).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("chunk 150 belongs to tenant 1, not 2"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("chunk 500"), "{err}");
+        let ids: Vec<_> = (100..1000).map(chunk).collect();
+        assert_eq!(
+            store.fetch(&ids).await.unwrap(),
+            stored,
+            "nothing of the call was written"
+        );
+    }
+    // Without the taken chunk the call goes through, chunk 500 staying with tenant 9.
+    let free = call(200..1000, |id| 2 + id % 2);
+    assert_eq!(store.upsert_vectors(&free).await.unwrap(), 799);
+    assert_eq!(
+        store.fetch(&[chunk(500)]).await.unwrap(),
+        vec![stored[1].clone()]
     );
 }
 
