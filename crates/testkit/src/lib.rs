@@ -14,6 +14,7 @@ pub use own_milvus::OwnMilvus;
 pub use own_postgres::OwnPostgres;
 pub use pki::TestPki;
 pub use xtask::milvus::{ServerSettings, ServerTls};
+pub use xtask::process::machine_busy;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -13,7 +13,8 @@ use vectorgate_domain::{
     VectorStoreGateway,
 };
 use vectorgate_testkit::{
-    exact_top_k, generate_queries_of, generate_records_of, project, tenant, DataKind, DataShape,
+    exact_top_k, generate_queries_of, generate_records_of, machine_busy, project, tenant, DataKind,
+    DataShape,
 };
 
 /// `cargo bench -p vectorgate-bench --bench gateway -- --store pgvector [...]`
@@ -326,6 +327,30 @@ pub async fn measure_search(
 }
 
 /// The `p`th percentile (nearest rank) in milliseconds; 0 for no samples.
+/// The machine counts as quiet below this share of its CPUs busy.
+const QUIET: f64 = 0.15;
+/// The longest wait for quiet; a machine busy with other work is reported, not waited out.
+const QUIET_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits `at_least`, then until the machine is quiet (sampled over 500 ms) or
+/// [`QUIET_WAIT`] has passed: a write leaves Milvus busy for a while after it returns
+/// (persisting, sealing, releasing a dropped collection), and whatever runs next would pay
+/// for it. Returns the share of the CPUs busy in the last sample.
+pub async fn settle(at_least: Duration) -> f64 {
+    tokio::time::sleep(at_least).await;
+    let started = Instant::now();
+    loop {
+        let busy = tokio::task::spawn_blocking(|| machine_busy(Duration::from_millis(500)))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0.0);
+        if busy < QUIET || started.elapsed() >= QUIET_WAIT {
+            return busy;
+        }
+    }
+}
+
 pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;

@@ -3,7 +3,7 @@
 //!
 //! Overrides for tuning runs: `MILVUS_NLIST`, `MILVUS_NPROBE`, `MILVUS_UPSERT_CONCURRENCY`,
 //! `MILVUS_CONSISTENCY` (environment), else the adapter's defaults; `MILVUS_BENCH_ROUNDS`
-//! (6) and `MILVUS_BENCH_SETTLE_MS` (3000, the pause before each timed write).
+//! (6) and `MILVUS_BENCH_SETTLE_MS` (3000, the least pause before each timed write, which then waits for the machine to be quiet).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use vectorgate_domain::{Dimension, VectorStoreGateway};
 use vectorgate_testkit::{unique_name, ServicesEnv};
 
 use crate::common::{
-    measure_search, median, print_table, round, round3, rows_per_s, Args, Dataset, Figure,
+    measure_search, median, print_table, round, round3, rows_per_s, settle, Args, Dataset, Figure,
 };
 
 const UPSERT_VS_SDK_TARGET: f64 = 0.95;
@@ -133,22 +133,21 @@ async fn measure(
     // Each method writes the same rows into a fresh collection, in several rounds, and the
     // median is reported. A write leaves the server busy for a while after it returns, so
     // order matters on a 2-core machine: each write starts after a pause
-    // (MILVUS_BENCH_SETTLE_MS), and the rounds go through every order of the three methods
-    // (each method follows each other one equally often). The yardstick is the same column-wise upserts (batch
-    // 1000) through the SDK's `Client::upsert` directly, with as many requests in flight as
-    // the gateway uses; the sequential SDK figure is the plain way, for reference.
+    // (MILVUS_BENCH_SETTLE_MS) and once the machine is quiet, and the rounds go through
+    // every order of the three methods (each method follows each other one equally often).
+    // The yardstick is the same column-wise upserts (batch 1000) through the SDK's
+    // `Client::upsert` directly, with as many requests in flight as the gateway uses; the
+    // sequential SDK figure is the plain way, for reference.
     let mut samples: Vec<(Method, f64)> = Vec::new();
     let mut search_store = None;
     let rounds = stores.len() / Method::ALL.len();
-    let settle = Duration::from_millis(env_parse("MILVUS_BENCH_SETTLE_MS")?.unwrap_or(3000));
+    let pause = Duration::from_millis(env_parse("MILVUS_BENCH_SETTLE_MS")?.unwrap_or(3000));
     for r in 0..rounds {
         let round = &stores[r * 3..r * 3 + 3];
         for position in ORDERS[r % ORDERS.len()] {
             let (method, store) = &round[position];
             store.ensure_schema().await?;
-            // The previous write leaves the server busy for a while (its data node persists
-            // the insert buffers); whoever wrote next would pay for it.
-            tokio::time::sleep(settle).await;
+            let busy = settle(pause).await;
             let elapsed = match method {
                 Method::SdkSequential => {
                     baseline::sdk_upsert(store.config(), &data.records, batch, 1).await?
@@ -170,14 +169,17 @@ async fn measure(
                 }
             };
             let rate = rows_per_s(rows, elapsed);
-            eprintln!("round {r}: {:<8} {rate:>8.0} rows/s", method.name());
+            eprintln!(
+                "round {r}: {:<8} {rate:>8.0} rows/s (machine {:.0}% busy before)",
+                method.name(),
+                busy * 100.0
+            );
             samples.push((*method, rate));
-            if *method == Method::Gateway {
-                if let Some(previous) = search_store.replace(store.clone()) {
-                    previous.schema().drop_collection().await?;
-                }
+            if *method == Method::Gateway && r + 1 == rounds {
+                search_store = Some(store.clone());
             } else {
-                // Keep the server's memory for the collection that is searched.
+                // Every method writes beside the same server state: no other collection
+                // is loaded until the last round keeps the gateway's for the searches.
                 store.schema().drop_collection().await?;
             }
         }
@@ -236,7 +238,7 @@ async fn measure(
         json!(config.upsert_concurrency),
     );
     params.insert("upsert_rounds".into(), json!(rounds));
-    params.insert("upsert_settle_ms".into(), json!(settle.as_millis()));
+    params.insert("upsert_settle_ms".into(), json!(pause.as_millis()));
     params.insert(
         "upsert_figures".into(),
         json!("median of the rounds; every sample below, best = least disturbed by other load"),
