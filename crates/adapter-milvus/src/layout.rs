@@ -37,7 +37,8 @@ impl CollectionLayout {
         }
     }
 
-    fn with_key(partition_key: PartitionKey, config: &MilvusConfig) -> Self {
+    /// The configured partition count with `partition_key`, or no partitions without it.
+    pub(crate) fn with_key(partition_key: PartitionKey, config: &MilvusConfig) -> Self {
         match partition_key {
             PartitionKey::Tenant => Self {
                 partition_key,

@@ -143,6 +143,21 @@ impl MilvusSchemaManager {
         self.index_and_load(created).await
     }
 
+    /// Creates the collection keyed by tenant (`MILVUS_NUM_PARTITIONS` partitions), indexes
+    /// and loads it, whatever the server's version and without the probe: for loads by
+    /// `insert` only, which Milvus 2.3 routes by the key (its upsert does not). The benchmark
+    /// measures with it what the key does for search on a server this adapter does not key;
+    /// the gateway itself refuses to serve such a collection there.
+    pub async fn create_keyed_for_inserts(&self) -> Result<(), GatewayError> {
+        let version = self.api.server_version().await?;
+        let layout = CollectionLayout::with_key(PartitionKey::Tenant, &self.config);
+        self.create(layout, &version).await?;
+        self.api
+            .create_index(self.collection(), &expected_index(&self.config))
+            .await?;
+        self.api.load_collection(self.collection()).await
+    }
+
     /// Checks that this collection keeps rows where tenant-filtered reads look for them:
     /// probe rows (negative ids and tenants, which no chunk or tenant has) are written, moved
     /// and counted by tenant (reading this client's own writes), then deleted.
@@ -751,6 +766,41 @@ mod tests {
 
         MilvusSchemaManager::new(Arc::new(newer_server(16, 1, true)), keyed)
             .ensure_collection()
+            .await
+            .unwrap();
+    }
+
+    /// The benchmark's keyed collection is made on any server (2.3.5 here), and nothing is
+    /// written to it: no probe rows, which an insert-only load must not meet.
+    #[tokio::test]
+    async fn a_keyed_collection_for_inserts_is_made_on_any_server_without_the_probe() {
+        let mut config = (*config()).clone();
+        config.num_partitions = 16;
+        let mut api = MockMilvusApi::new();
+        let mut seq = Sequence::new();
+        api.expect_server_version()
+            .returning(|| Ok("v2.3.5".to_string()));
+        api.expect_create_collection()
+            .withf(|_, fields, count| {
+                fields
+                    .iter()
+                    .any(|f| f.name == "tenant_id" && f.partition_key)
+                    && *count == 16
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _| Ok(()));
+        api.expect_create_index()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        api.expect_load_collection()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(()));
+        // No upsert, count or delete expectations: a probe fails the test.
+        MilvusSchemaManager::new(Arc::new(api), Arc::new(config))
+            .create_keyed_for_inserts()
             .await
             .unwrap();
     }

@@ -20,10 +20,29 @@ use vectorgate_adapter_milvus::{
 };
 use vectorgate_domain::VectorRecord;
 
+/// How the SDK writes the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Upsert,
+    /// New ids only; the one write Milvus 2.3 routes by a partition key.
+    Insert,
+}
+
 /// Upserts `records` in batches of `batch` rows with `concurrency` requests in flight,
 /// through the SDK's `Client::upsert`; returns the elapsed time (connection excluded).
 pub async fn sdk_upsert(
     config: &MilvusConfig,
+    records: &[VectorRecord],
+    batch: usize,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    sdk_write(config, Write::Upsert, records, batch, concurrency).await
+}
+
+/// Writes `records` as [`sdk_upsert`] does, by `write`.
+pub async fn sdk_write(
+    config: &MilvusConfig,
+    write: Write,
     records: &[VectorRecord],
     batch: usize,
     concurrency: usize,
@@ -59,11 +78,14 @@ pub async fn sdk_upsert(
             ];
             let collection = config.collection.clone();
             async move {
-                client
-                    .upsert(collection, columns, None::<milvus::mutate::UpsertOptions>)
-                    .await
-                    .map(|_| ())
-                    .with_context(|| format!("SDK upsert to {}", config.endpoint()))
+                match write {
+                    Write::Upsert => client
+                        .upsert(collection, columns, None::<milvus::mutate::UpsertOptions>)
+                        .await
+                        .map(|_| ()),
+                    Write::Insert => client.insert(collection, columns, None).await.map(|_| ()),
+                }
+                .with_context(|| format!("SDK {write:?} to {}", config.endpoint()))
             }
         })
         .buffer_unordered(concurrency.max(1))

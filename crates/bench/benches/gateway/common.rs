@@ -70,6 +70,15 @@ pub struct Args {
     /// pgvector with its defaults by scope kind, index build timed ("pgvector_scale").
     #[arg(long, value_delimiter = ',')]
     pub scale: Vec<usize>,
+    /// With --scale: the data kinds measured at each size, clustered first.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Data::Clustered, Data::Uniform])]
+    pub kinds: Vec<Data>,
+    /// Milvus with --scale or --search-only: the collection layouts measured in turn.
+    /// `default`: what the adapter creates on this server; `none`: no partition key;
+    /// `tenant`: tenant_id as partition key, loaded by insert (Milvus 2.3 routes inserts by
+    /// the key and misroutes upserts), to see what the key does for search on any server.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Layout::Default])]
+    pub layouts: Vec<Layout>,
     /// With --scale: also search at these nprobe values (1 client), under "nprobe_sweep".
     #[arg(long, value_delimiter = ',')]
     pub nprobe_sweep: Vec<u32>,
@@ -96,6 +105,24 @@ impl Store {
     pub const EACH: [Store; 3] = [Store::Pgvector, Store::Milvus, Store::Dual];
 
     /// The name on the command line, also the store's key in the results file.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no variant is skipped")
+            .get_name()
+            .to_string()
+    }
+}
+
+/// `--layouts`: a Milvus collection's partition layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Layout {
+    Default,
+    None,
+    Tenant,
+}
+
+impl Layout {
+    /// The name on the command line, also its key in the results file.
     pub fn name(self) -> String {
         self.to_possible_value()
             .expect("no variant is skipped")
@@ -167,7 +194,7 @@ impl Args {
     }
 }
 
-/// Runs `measure` at each size and for both data kinds (clustered first); returns the
+/// Runs `measure` at each size and for each of `--kinds`; returns the
 /// `[{"rows", "data": {kind: value}}]` list and every figure, in order.
 pub async fn each_size_and_kind<F, Fut>(
     args: &Args,
@@ -182,7 +209,7 @@ where
     let mut figures = Vec::new();
     for &rows in sizes {
         let mut kinds = Map::new();
-        for data in [Data::Clustered, Data::Uniform] {
+        for &data in &args.kinds {
             let sized = Args {
                 rows,
                 data,

@@ -1,6 +1,6 @@
 //! Milvus search as the collection grows (`--scale`, or `--search-only` at `--rows`): for
-//! each size and both data kinds, rows are inserted with the SDK (the write path is
-//! measured elsewhere), flushed and indexed, then searched through the gateway with the
+//! each layout (`--layouts`), size and data kind (`--kinds`), rows are written with the SDK
+//! (the write path is measured elsewhere), flushed and indexed, then searched through the gateway with the
 //! adapter's default nprobe and with the former default (90% of the lists), 1 and 8
 //! clients, recall against exact search; the best of alternating rounds.
 //! Written under `"milvus_scale"`.
@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vectorgate_adapter_milvus::{MilvusConfig, MilvusStore};
-use vectorgate_bench::baseline;
+use vectorgate_adapter_milvus::{MilvusConfig, MilvusStore, PartitionKey};
+use vectorgate_bench::baseline::{self, Write};
 use vectorgate_domain::{Dimension, VectorStoreGateway};
 use vectorgate_testkit::{unique_name, ServicesEnv};
 
-use crate::common::{each_size_and_kind, measure_search, print_table, Args, Data, Dataset, Figure};
+use crate::common::{
+    each_size_and_kind, measure_search, print_table, Args, Data, Dataset, Figure, Layout,
+};
 
 const INDEX_WAIT: Duration = Duration::from_secs(900);
 /// Pause between the index build and the first timed search.
@@ -37,13 +39,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     } else {
         args.scale.clone()
     };
-    let (sizes, figures) =
-        each_size_and_kind(
-            args,
-            &scale,
-            |sized| async move { measure_size(&sized).await },
-        )
+    let mut sizes = Vec::new();
+    let mut figures = Vec::new();
+    for &layout in &args.layouts {
+        let (mut measured, layout_figures) = each_size_and_kind(args, &scale, |sized| async move {
+            measure_size(&sized, layout).await
+        })
         .await?;
+        for size in &mut measured {
+            size["layout"] = json!(layout.name());
+        }
+        sizes.extend(measured);
+        figures.extend(layout_figures);
+    }
     print_table(
         &format!(
             "milvus search by size: dim {}, {} tenants x {} projects, {} queries, k={}",
@@ -64,8 +72,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     Ok(json!({ "sizes": sizes, "params": params }))
 }
 
-/// One size and data kind: load, index, then search with both nprobe settings.
-async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
+/// One size, data kind and layout: load, index, then search with both nprobe settings.
+async fn measure_size(args: &Args, layout: Layout) -> anyhow::Result<(Value, Vec<Figure>)> {
     let env = ServicesEnv::load();
     let mut config = MilvusConfig::new(
         env.milvus_host(),
@@ -80,12 +88,30 @@ async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
         args.rows
     );
     let data = Dataset::generate(args, config.metric)?;
+    let write = match layout {
+        Layout::Default => Write::Upsert,
+        Layout::None => {
+            config.partition_key = Some(PartitionKey::None);
+            Write::Upsert
+        }
+        Layout::Tenant => Write::Insert,
+    };
     let store = MilvusStore::new(config.clone())?;
-    store.ensure_schema().await?;
+    if layout == Layout::Tenant {
+        store.schema().create_keyed_for_inserts().await?;
+    } else {
+        store.ensure_schema().await?;
+    }
+    let described =
+        (store.schema().status().await?.layout).unwrap_or_else(|| "layout unknown".to_string());
     let outcome = async {
-        eprintln!("{} {kind} rows: inserting with the SDK...", args.rows);
-        baseline::sdk_upsert(
+        eprintln!(
+            "{} {kind} rows ({described}): writing with the SDK ({write:?})...",
+            args.rows
+        );
+        baseline::sdk_write(
             &config,
+            write,
             &data.records,
             config.batch_size,
             config.upsert_concurrency,
@@ -126,7 +152,7 @@ async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
         }
         let speed_up = new.0.qps / old.0.qps;
         let speed_up_8 = new.1.qps / old.1.qps;
-        let label = format!("{} rows, {kind}", args.rows);
+        let label = format!("{} rows, {kind}, {described}", args.rows);
         let mut figures = vec![
             Figure::info(
                 &format!("{label}: q/s 1 / 8 clients, defaults (nprobe {})", new.2),
@@ -152,6 +178,7 @@ async fn measure_size(args: &Args) -> anyhow::Result<(Value, Vec<Figure>)> {
             ));
         }
         let value = json!({
+            "collection_layout": described,
             "rows": total,
             "indexed_rows": indexed,
             "flush_and_index_s": (index_s * 10.0).round() / 10.0,
