@@ -125,9 +125,10 @@ impl MilvusStore {
         // conflict); any other run for all its rows, at most a few per id asked.
         let mut exprs: Vec<String> = Vec::new();
         for run in runs {
-            let mut stretches = run.chunk_by(|a, b| requested[a] == requested[b]);
-            if stretches.all(|s| s.len() >= RUN_MIN_IDS) {
-                exprs.extend(run.chunk_by(|a, b| requested[a] == requested[b]).map(|s| {
+            let stretches: Vec<&[ChunkId]> =
+                run.chunk_by(|a, b| requested[a] == requested[b]).collect();
+            if stretches.iter().all(|s| s.len() >= RUN_MIN_IDS) {
+                exprs.extend(stretches.iter().map(|s| {
                     queries::held_by_others_in_range(requested[&s[0]], s[0], s[s.len() - 1])
                 }));
             } else {

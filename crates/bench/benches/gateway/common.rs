@@ -65,7 +65,7 @@ pub struct Args {
     /// SDK and runs the --scale measurement at --rows.
     #[arg(long)]
     pub search_only: bool,
-    /// Measure search at each of these sizes (comma-separated), both data kinds, instead of
+    /// Measure search at each of these sizes (comma-separated) and each of --kinds, instead of
     /// the usual run: Milvus with the default and the former nprobe ("milvus_scale"),
     /// pgvector with its defaults by scope kind, index build timed ("pgvector_scale").
     #[arg(long, value_delimiter = ',')]
@@ -90,6 +90,15 @@ pub struct Args {
     pub bench: bool,
 }
 
+/// A value's name on the command line (clap's), which the results file uses as its key.
+fn cli_name(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no variant is skipped")
+        .get_name()
+        .to_string()
+}
+
 /// `--store`: parsed by clap, so a name the harness does not know is refused with the
 /// accepted values before anything runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,10 +115,7 @@ impl Store {
 
     /// The name on the command line, also the store's key in the results file.
     pub fn name(self) -> String {
-        self.to_possible_value()
-            .expect("no variant is skipped")
-            .get_name()
-            .to_string()
+        cli_name(&self)
     }
 }
 
@@ -124,10 +130,7 @@ pub enum Layout {
 impl Layout {
     /// The name on the command line, also its key in the results file.
     pub fn name(self) -> String {
-        self.to_possible_value()
-            .expect("no variant is skipped")
-            .get_name()
-            .to_string()
+        cli_name(&self)
     }
 }
 
@@ -141,10 +144,7 @@ pub enum Data {
 impl Data {
     /// The name on the command line, also its key in the results file.
     pub fn name(self) -> String {
-        self.to_possible_value()
-            .expect("no variant is skipped")
-            .get_name()
-            .to_string()
+        cli_name(&self)
     }
 
     pub fn kind(self) -> DataKind {
@@ -182,13 +182,7 @@ impl Args {
         params.insert("queries".into(), json!(self.queries));
         params.insert("k".into(), json!(self.k));
         params.insert("seed".into(), json!(self.seed));
-        params.insert(
-            "data".into(),
-            json!(self
-                .data
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())),
-        );
+        params.insert("data".into(), json!(self.data.name()));
         params.insert("metric".into(), json!(metric.as_str()));
         params
     }
