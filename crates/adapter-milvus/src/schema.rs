@@ -151,11 +151,8 @@ impl MilvusSchemaManager {
     pub async fn create_keyed_for_inserts(&self) -> Result<(), GatewayError> {
         let version = self.api.server_version().await?;
         let layout = CollectionLayout::with_key(PartitionKey::Tenant, &self.config);
-        self.create(layout, &version).await?;
-        self.api
-            .create_index(self.collection(), &expected_index(&self.config))
-            .await?;
-        self.api.load_collection(self.collection()).await
+        let created = self.create(layout, &version).await?;
+        self.index_and_load(created).await
     }
 
     /// Checks that this collection keeps rows where tenant-filtered reads look for them:
@@ -794,6 +791,10 @@ mod tests {
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_, _| Ok(()));
+        api.expect_load_status()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(LoadStatus::NotLoaded));
         api.expect_load_collection()
             .times(1)
             .in_sequence(&mut seq)

@@ -347,7 +347,6 @@ pub async fn measure_search(
     })
 }
 
-/// The `p`th percentile (nearest rank) in milliseconds; 0 for no samples.
 /// The machine counts as quiet below this share of its CPUs busy.
 const QUIET: f64 = 0.15;
 /// The longest wait for quiet; a machine busy with other work is reported, not waited out.
@@ -372,6 +371,7 @@ pub async fn settle(at_least: Duration) -> f64 {
     }
 }
 
+/// The `p`th percentile (nearest rank) in milliseconds; 0 for no samples.
 pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;

@@ -3,7 +3,8 @@
 //!
 //! Overrides for tuning runs: `MILVUS_NLIST`, `MILVUS_NPROBE`, `MILVUS_UPSERT_CONCURRENCY`,
 //! `MILVUS_CONSISTENCY` (environment), else the adapter's defaults; `MILVUS_BENCH_ROUNDS`
-//! (6) and `MILVUS_BENCH_SETTLE_MS` (3000, the least pause before each timed write, which then waits for the machine to be quiet).
+//! (6) and `MILVUS_BENCH_SETTLE_MS` (3000, the least pause before each timed write, which
+//! then waits for the machine to be quiet).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

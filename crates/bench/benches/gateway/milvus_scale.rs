@@ -1,8 +1,8 @@
 //! Milvus search as the collection grows (`--scale`, or `--search-only` at `--rows`): for
 //! each layout (`--layouts`), size and data kind (`--kinds`), rows are written with the SDK
-//! (the write path is measured elsewhere), flushed and indexed, then searched through the gateway with the
-//! adapter's default nprobe and with the former default (90% of the lists), 1 and 8
-//! clients, recall against exact search; the best of alternating rounds.
+//! (the write path is measured elsewhere), flushed and indexed, then searched through the
+//! gateway with the adapter's default nprobe and with the former default (90% of the
+//! lists), 1 and 8 clients, recall against exact search; the best of alternating rounds.
 //! Written under `"milvus_scale"`.
 
 use std::sync::Arc;
