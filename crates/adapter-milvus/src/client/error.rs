@@ -22,12 +22,18 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// A few words after a failed connection when the cause alone does not say what to change:
 /// a plain-text client talking to a TLS server sees only a broken connection, a TLS client
-/// talking to a plain-text server a "corrupt message".
+/// talking to a plain-text server a "corrupt message". Which of "reset", "closed" or "not
+/// ready" the client sees depends on when the server drops the connection.
 pub(super) fn tls_hint(uri: &str, cause: &str) -> &'static str {
     let cause = cause.to_ascii_lowercase();
-    let closed = ["connection reset", "broken pipe", "connection closed"]
-        .iter()
-        .any(|s| cause.contains(s));
+    let closed = [
+        "connection reset",
+        "broken pipe",
+        "connection closed",
+        "connection was not ready",
+    ]
+    .iter()
+    .any(|s| cause.contains(s));
     if uri.starts_with("https://") {
         if cause.contains("corrupt message") || cause.contains("invalidcontenttype") {
             return " (the server does not speak TLS: use an http:// MILVUS_URI?)";
@@ -125,6 +131,11 @@ mod tests {
     fn a_broken_plain_connection_suggests_tls_and_the_reverse() {
         let plain = "http://h:1";
         assert!(tls_hint(plain, "Connection reset by peer (os error 104)").contains("https://"));
+        assert!(tls_hint(
+            plain,
+            "server version: Cancelled: operation was canceled: connection was not ready"
+        )
+        .contains("https://"));
         assert_eq!(tls_hint(plain, "Connection refused (os error 111)"), "");
         let tls = "https://h:1";
         assert!(
