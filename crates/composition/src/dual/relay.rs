@@ -61,6 +61,31 @@ impl SyncReport {
     }
 }
 
+/// How many entries each batch of one drain claims: the configured size at most, starting
+/// at an eighth of it and doubling. Milvus is idle until the first batch is claimed and
+/// read, and a small one is read in a few milliseconds; each later batch is read while
+/// Milvus writes the one before.
+struct BatchSizes {
+    next: usize,
+    max: usize,
+}
+
+impl BatchSizes {
+    fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Self {
+            next: (max / 8).max(1),
+            max,
+        }
+    }
+
+    fn next(&mut self) -> usize {
+        let size = self.next;
+        self.next = (size * 2).min(self.max);
+        size
+    }
+}
+
 /// A claimed batch with pgvector's rows of its ids.
 struct Batch {
     claims: Vec<Claim>,
@@ -95,12 +120,12 @@ impl Relay {
         self.wake.notify_one();
     }
 
-    /// Claims a batch and reads pgvector's rows of its ids (after the claim, so the copy
-    /// is at least as new as every write the claim waited for). `None` when nothing is
-    /// claimable.
-    async fn prepare(&self) -> Result<Option<Batch>, GatewayError> {
+    /// Claims up to `limit` entries and reads pgvector's rows of their ids (after the
+    /// claim, so the copy is at least as new as every write the claim waited for). `None`
+    /// when nothing is claimable.
+    async fn prepare(&self, limit: usize) -> Result<Option<Batch>, GatewayError> {
         let started = Instant::now();
-        let claims = self.outbox.claim(self.settings.relay_batch_size).await?;
+        let claims = self.outbox.claim(limit).await?;
         if claims.is_empty() {
             return Ok(None);
         }
@@ -179,25 +204,46 @@ impl Relay {
     }
 
     /// Passes until nothing is claimable or a pass fails, or until `budget` is spent (then
-    /// `true`: work may be left). The next batch is claimed and read from pgvector while
-    /// Milvus writes the current one. Entries a write changed during their replay are
-    /// claimed again by a later pass.
+    /// `true`: work may be left). While Milvus writes one batch, the batch before it is
+    /// completed and the next one claimed and read, so Milvus waits for pgvector only
+    /// before the first write, which is therefore small (see [`BatchSizes`]). Entries a
+    /// write changed during their replay are claimed again by a later pass.
     async fn drain(&self, budget: Option<Duration>) -> Result<(SyncReport, bool), GatewayError> {
         let started = Instant::now();
         let mut total = SyncReport::default();
-        let mut next = self.prepare().await?;
-        while let Some(batch) = next.take() {
+        let mut sizes = BatchSizes::new(self.settings.relay_batch_size);
+        // Written to Milvus, not yet completed in the outbox.
+        let mut written: Option<Batch> = None;
+        let mut next = self.prepare(sizes.next()).await?;
+        loop {
+            let Some(batch) = next.take() else {
+                let Some(done) = written.take() else {
+                    return Ok((total, false));
+                };
+                // Nothing was claimable while the last batch was claimed; completing it
+                // may hand back entries a write changed meanwhile.
+                total.add(&self.finish(&done, Ok(())).await?);
+                next = self.prepare(sizes.next()).await?;
+                continue;
+            };
             let over_budget = budget.is_some_and(|b| started.elapsed() >= b);
-            let (applied, following) = tokio::join!(self.apply(&batch), async {
-                if over_budget {
+            let (applied, (completed, following)) = tokio::join!(self.apply(&batch), async {
+                let completed = match written.take() {
+                    Some(done) => Some(self.finish(&done, Ok(())).await),
+                    None => None,
+                };
+                let following = if over_budget {
                     Ok(None)
                 } else {
-                    self.prepare().await
-                }
+                    self.prepare(sizes.next()).await
+                };
+                (completed, following)
             });
-            let pass = self.finish(&batch, applied).await?;
-            total.add(&pass);
-            if pass.entries_failed > 0 {
+            if let Some(completed) = completed {
+                total.add(&completed?);
+            }
+            if let Err(err) = applied {
+                total.add(&self.finish(&batch, Err(err)).await?);
                 // Milvus refused: the batch read meanwhile waits for the next attempt.
                 if let Ok(Some(following)) = &following {
                     self.outbox
@@ -207,16 +253,18 @@ impl Relay {
                 return Ok((total, false));
             }
             if over_budget {
+                total.add(&self.finish(&batch, Ok(())).await?);
                 return Ok((total, true));
             }
-            next = match following? {
-                Some(batch) => Some(batch),
-                // Nothing was claimable while this batch was claimed; completing it may
-                // have handed back entries a write changed meanwhile.
-                None => self.prepare().await?,
-            };
+            match following {
+                Ok(following) => (written, next) = (Some(batch), following),
+                Err(err) => {
+                    // pgvector failed the next read: what Milvus has is still completed.
+                    self.finish(&batch, Ok(())).await?;
+                    return Err(err);
+                }
+            }
         }
-        Ok((total, false))
     }
 
     async fn publish_stats(&self) -> u64 {
@@ -426,5 +474,24 @@ impl Relay {
             }
         }
         lead.release().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchSizes;
+
+    #[test]
+    fn batches_start_at_an_eighth_and_double_up_to_the_configured_size() {
+        let mut sizes = BatchSizes::new(2000);
+        let taken: Vec<usize> = (0..6).map(|_| sizes.next()).collect();
+        assert_eq!(taken, [250, 500, 1000, 2000, 2000, 2000]);
+        let mut one = BatchSizes::new(1);
+        assert_eq!((one.next(), one.next()), (1, 1));
+        let mut small = BatchSizes::new(5);
+        assert_eq!(
+            (small.next(), small.next(), small.next(), small.next()),
+            (1, 2, 4, 5)
+        );
     }
 }

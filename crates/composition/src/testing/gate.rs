@@ -49,6 +49,23 @@ pub struct Held {
 }
 
 impl Held {
+    /// A held call, with the semaphores its gate signals (`reached`) and waits on (`open`).
+    pub(crate) fn with_gate() -> (Self, Arc<Semaphore>, Arc<Semaphore>) {
+        let reached = Arc::new(Semaphore::new(0));
+        let open = Arc::new(Semaphore::new(0));
+        let held = Self {
+            reached: reached.clone(),
+            open: open.clone(),
+        };
+        (held, reached, open)
+    }
+
+    /// What a held call does at its gate: says it arrived, then waits to be let go.
+    pub(crate) async fn stop(reached: &Semaphore, open: &Semaphore) {
+        reached.add_permits(1);
+        open.acquire().await.unwrap().forget();
+    }
+
     pub async fn reached(&self) {
         self.reached.acquire().await.unwrap().forget();
     }
@@ -69,16 +86,12 @@ impl Gated {
 
     /// The next `call` stops at the gate until released.
     pub fn hold(&self, call: Call) -> Held {
-        let reached = Arc::new(Semaphore::new(0));
-        let open = Arc::new(Semaphore::new(0));
-        self.holds.lock().unwrap().insert(
-            call,
-            Hold {
-                reached: reached.clone(),
-                open: open.clone(),
-            },
-        );
-        Held { reached, open }
+        let (held, reached, open) = Held::with_gate();
+        self.holds
+            .lock()
+            .unwrap()
+            .insert(call, Hold { reached, open });
+        held
     }
 
     /// The next `times` calls of `call` fail with `Unavailable`.
@@ -89,8 +102,7 @@ impl Gated {
     async fn gate(&self, call: Call) -> Result<(), GatewayError> {
         let hold = self.holds.lock().unwrap().remove(&call);
         if let Some(hold) = hold {
-            hold.reached.add_permits(1);
-            hold.open.acquire().await.unwrap().forget();
+            Held::stop(&hold.reached, &hold.open).await;
         }
         let mut failures = self.failures.lock().unwrap();
         if let Some(n) = failures.get_mut(&call) {

@@ -4,6 +4,6 @@ mod gate;
 mod outbox;
 mod store;
 
-pub(crate) use gate::{Call, Gated};
+pub(crate) use gate::{Call, Gated, Held};
 pub(crate) use outbox::MemoryOutbox;
 pub(crate) use store::{MemoryState, MemoryStore};

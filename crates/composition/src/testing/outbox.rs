@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use vectorgate_domain::outbox::{Claim, Leadership, Outbox, OutboxStats, Settle, Wakeups};
 use vectorgate_domain::{ChunkId, DeleteRequest, GatewayError, StoreKind};
 
-use super::MemoryStore;
+use super::{Held, MemoryStore};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -53,6 +53,8 @@ pub struct MemoryOutbox {
     state: Arc<Mutex<State>>,
     store: Option<Arc<MemoryStore>>,
     wakeups: Arc<Notify>,
+    /// The gate of the next `complete`, when a test holds it.
+    complete_gate: Mutex<Option<(Arc<Semaphore>, Arc<Semaphore>)>>,
 }
 
 impl MemoryOutbox {
@@ -61,6 +63,7 @@ impl MemoryOutbox {
             state: Arc::default(),
             store: None,
             wakeups: Arc::new(Notify::new()),
+            complete_gate: Mutex::default(),
         }
     }
 
@@ -70,6 +73,13 @@ impl MemoryOutbox {
             store: Some(store),
             ..Self::new()
         }
+    }
+
+    /// The next `complete` stops at a gate until released.
+    pub fn hold_complete(&self) -> Held {
+        let (held, reached, open) = Held::with_gate();
+        *self.complete_gate.lock().unwrap() = Some((reached, open));
+        held
     }
 
     /// Makes every later call fail with `Unavailable` (or recover).
@@ -232,6 +242,10 @@ impl Outbox for MemoryOutbox {
     }
 
     async fn complete(&self, claims: &[Claim]) -> Result<u64, GatewayError> {
+        let gate = self.complete_gate.lock().unwrap().take();
+        if let Some((reached, open)) = gate {
+            Held::stop(&reached, &open).await;
+        }
         let mut state = self.guard()?;
         let mut removed = 0;
         for claim in claims {

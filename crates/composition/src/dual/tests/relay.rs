@@ -60,6 +60,48 @@ async fn a_failed_outbox_statement_does_not_strand_the_leaders_claims() {
     f.dual.close().await.unwrap();
 }
 
+/// A replay starts with a small batch, so Milvus is written soon, and doubles it; while
+/// Milvus writes a batch, the one before is completed: a slow completion does not hold
+/// back the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_starts_small_and_completes_a_batch_while_milvus_writes_the_next() {
+    let f = Fixture::new(DualSettings {
+        relay_batch_size: 8,
+        ..manual()
+    });
+    f.milvus.set_down(true);
+    let records: Vec<_> = (1..=15).map(|i| rec(i, 1, 1, i as f32 / 20.0)).collect();
+    f.dual.upsert_vectors(&records).await.unwrap();
+    f.dual.flush_background().await;
+    f.milvus.set_down(false);
+
+    let first_write = f.milvus_gate.hold(Call::Put);
+    let dual = f.dual.clone();
+    let sync = tokio::spawn(async move { dual.sync().await });
+    first_write.reached().await;
+    // Batches of 1 (being written) and 2 (read meanwhile), not 8.
+    eventually("the first two batches are claimed", || {
+        f.outbox.claimed().len() == 3
+    })
+    .await;
+    assert!(f.milvus.snapshot().is_empty());
+
+    let first_completion = f.outbox.hold_complete();
+    first_write.release();
+    first_completion.reached().await;
+    eventually(
+        "the second batch is written while the first one's completion waits",
+        || f.milvus.snapshot().len() == 3,
+    )
+    .await;
+    assert_eq!(f.outbox.pending().len(), 15, "nothing completed yet");
+    first_completion.release();
+
+    let report = sync.await.unwrap().unwrap();
+    assert_eq!((report.upserted, report.remaining), (15, 0));
+    assert!(f.converged() && f.outbox.pending().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_relay_leads_and_a_standby_takes_over_when_it_closes() {
     let f = Fixture::new(background());
