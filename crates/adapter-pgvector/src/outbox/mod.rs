@@ -348,14 +348,17 @@ impl Outbox for PgOutbox {
         let op = "claim outbox entries";
         let t = &self.quoted;
         // An entry whose lease ran out while writes were pending is taken over: its writers
-        // are presumed gone, and a late one bumps the version when it settles.
+        // are presumed gone, and a late one bumps the version when it settles. The picked
+        // ids are updated through the primary key (`= ANY`): joined to the CTE instead, the
+        // planner scanned the whole outbox on every claim, so a large backlog's catch-up
+        // slowed with its size.
         let rows = sqlx::query(&format!(
             "WITH picked AS (
                 SELECT chunk_id FROM {t}
                 WHERE claimed IS NULL AND (pending = 0 OR lease_until < now())
                 ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              UPDATE {t} o SET claimed = o.version, pending = 0
-             FROM picked WHERE o.chunk_id = picked.chunk_id
+             WHERE o.chunk_id = ANY(ARRAY(SELECT chunk_id FROM picked))
              RETURNING o.chunk_id, o.version"
         ))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -380,11 +383,15 @@ impl Outbox for PgOutbox {
         let t = &self.quoted;
         let (ids, versions): (Vec<i64>, Vec<i64>) =
             claims.iter().map(|c| (c.chunk_id.get(), c.version)).unzip();
+        // `chunk_id = ANY($1)` lets the delete find its rows by primary key; joined to the
+        // unnested claims alone, it hashed the whole outbox (52 ms instead of 7 at 100,000
+        // entries).
         let sql = format!(
             "WITH c AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS c(id, version)),
              removed AS (
                 DELETE FROM {t} o USING c
-                WHERE o.chunk_id = c.id AND o.version = c.version AND o.pending = 0
+                WHERE o.chunk_id = ANY($1) AND o.chunk_id = c.id AND o.version = c.version
+                    AND o.pending = 0
                 RETURNING o.chunk_id),
              kept AS (
                 UPDATE {t} SET claimed = NULL, failed = false, last_error = NULL
