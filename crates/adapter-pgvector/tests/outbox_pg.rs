@@ -291,3 +291,33 @@ async fn an_outbox_of_the_older_layout_is_refused_and_left_alone() {
     old.drop_table().await.unwrap();
     cleanup(&store, &outbox).await;
 }
+
+#[tokio::test]
+async fn a_claim_rewrites_its_entries_in_place_without_new_index_entries() {
+    let (store, fresh) = fixture().await;
+    let name = unique_name("hot_outbox");
+    let outbox = store.outbox(&name).unwrap();
+    outbox.bootstrap().await.unwrap();
+    let pool = sqlx::PgPool::connect(&ServicesEnv::load().database_url())
+        .await
+        .unwrap();
+    let index_bytes = || async {
+        sqlx::query_scalar::<_, i64>("SELECT pg_indexes_size($1::regclass)")
+            .bind(&name)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    // Writes whose lease ran out at once: claimable as soon as they are recorded.
+    let all: Vec<i64> = (1..=2000).collect();
+    outbox.record(&ids(&all), Duration::ZERO).await.unwrap();
+    let before = index_bytes().await;
+    assert_eq!(outbox.claim(2000).await.unwrap().len(), 2000);
+    assert_eq!(
+        index_bytes().await,
+        before,
+        "the claim wrote new index entries: its updates did not stay on their pages (HOT)"
+    );
+    outbox.drop_table().await.unwrap();
+    cleanup(&store, &fresh).await;
+}
