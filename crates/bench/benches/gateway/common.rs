@@ -82,6 +82,10 @@ pub struct Args {
     /// With --scale: also search at these nprobe values (1 client), under "nprobe_sweep".
     #[arg(long, value_delimiter = ',')]
     pub nprobe_sweep: Vec<u32>,
+    /// dual: rows of each backlog the relay replays after a Milvus outage (and that the
+    /// Milvus gateway alone upserts, for comparison).
+    #[arg(long, default_value_t = 50_000)]
+    pub catch_up_rows: usize,
     /// Where the results object is merged.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -357,6 +361,11 @@ const QUIET_WAIT: Duration = Duration::from_secs(30);
 /// (persisting, sealing, releasing a dropped collection), and whatever runs next would pay
 /// for it. Returns the share of the CPUs busy in the last sample.
 pub async fn settle(at_least: Duration) -> f64 {
+    settle_within(at_least, QUIET_WAIT).await
+}
+
+/// [`settle`], waiting at most `longest` for quiet.
+pub async fn settle_within(at_least: Duration, longest: Duration) -> f64 {
     tokio::time::sleep(at_least).await;
     let started = Instant::now();
     loop {
@@ -365,7 +374,7 @@ pub async fn settle(at_least: Duration) -> f64 {
             .ok()
             .flatten()
             .unwrap_or(0.0);
-        if busy < QUIET || started.elapsed() >= QUIET_WAIT {
+        if busy < QUIET || started.elapsed() >= longest {
             return busy;
         }
     }
