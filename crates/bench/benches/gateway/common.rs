@@ -352,7 +352,7 @@ pub async fn measure_search(
 }
 
 /// The machine counts as quiet below this share of its CPUs busy.
-const QUIET: f64 = 0.15;
+pub const QUIET: f64 = 0.15;
 /// The longest wait for quiet; a machine busy with other work is reported, not waited out.
 const QUIET_WAIT: Duration = Duration::from_secs(30);
 

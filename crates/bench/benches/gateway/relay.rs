@@ -3,11 +3,12 @@
 //!
 //! Catch-up: a dual gateway whose Milvus is unreachable (a closed port) writes a backlog
 //! (`--catch-up-rows`, 50,000 by default), so every id lands in the outbox as a failed
-//! write; then a gateway on the real Milvus replays it (`sync`), timed. The Milvus gateway
-//! alone then upserts a backlog of the same size back to back, in calls of the relay's batch
-//! size: the rate the target compares with (>= 0.8 x). Each backlog has ids Milvus never
-//! held, each timed phase starts once the machine is quiet (Milvus seals and indexes what a
-//! backlog left for minutes), and the two alternate which goes first over three rounds.
+//! write; then a gateway on the real Milvus replays it (`sync`), timed. In each round the
+//! Milvus gateway alone also upserts a backlog of the same size back to back, in calls of the
+//! relay's batch size: the rate the target compares with (>= 0.8 x). Each backlog has ids
+//! Milvus never held, the written tables are vacuumed, each timed phase starts once the
+//! machine is quiet (Milvus seals and indexes what a backlog left for minutes), and the two
+//! alternate which goes first over three rounds.
 //! Milvus acknowledges a write before it has done most of the work for it, so only a
 //! backlog large enough to outlast that delay measures a rate either can sustain; the rate
 //! of single 1,000-row calls made seconds apart is reported beside it.
@@ -29,7 +30,7 @@ use vectorgate_testkit::{chunk, generate_records, DataShape};
 
 use crate::common::{
     bench_pool, drop_tables, median, percentile_ms, print_table, rows_per_s, settle, settle_within,
-    Args, Figure,
+    Args, Figure, QUIET,
 };
 use crate::dual::builder;
 
@@ -72,7 +73,7 @@ fn same_stores(args: &Args, settings: &Settings) -> SettingsBuilder {
 /// Waits for quiet before a timed phase, saying so when the machine stayed busy.
 async fn quiet_before(phase: &str) {
     let busy = settle_within(Duration::from_secs(2), CATCH_UP_QUIET_WAIT).await;
-    if busy >= 0.15 {
+    if busy >= QUIET {
         eprintln!(
             "warning: {phase} starts with the machine still {:.0}% busy",
             busy * 100.0
