@@ -19,13 +19,13 @@ use vectorgate_domain::{ChunkId, DeleteRequest, GatewayError, StoreKind};
 use crate::config::validate_identifier;
 use crate::retry::retry_transient;
 use crate::schema::{self, quote_ident};
+use crate::sql::ordered_delete;
+use crate::store::PgVectorStore;
 
 /// Half of each outbox page is left free, so that claiming, settling and re-recording an
 /// entry (updates of unindexed columns) stay on its page as HOT updates, which write no
 /// index entries: a claim of 2,000 entries writes a third of the WAL and takes half the time.
 const OUTBOX_FILLFACTOR: u8 = 50;
-use crate::sql::ordered_delete;
-use crate::store::PgVectorStore;
 
 fn ids(values: &[ChunkId]) -> Vec<i64> {
     let mut ids: Vec<i64> = values.iter().map(|c| c.get()).collect();

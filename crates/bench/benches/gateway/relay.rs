@@ -26,7 +26,7 @@ use vectorgate_composition::{
     vars, DualGateway, Settings, SettingsBuilder, Stores, VectorStoreFactory,
 };
 use vectorgate_domain::{VectorRecord, VectorStoreGateway};
-use vectorgate_testkit::{chunk, generate_records, DataShape};
+use vectorgate_testkit::{generate_records, DataShape};
 
 use crate::common::{
     bench_pool, drop_tables, median, percentile_ms, print_table, rows_per_s, settle, settle_within,
@@ -155,15 +155,9 @@ async fn measure(
     let mut rounds = Vec::new();
     let mut alone = Vec::new();
     for round in 0..CATCH_UP_ROUNDS {
-        // Ids no earlier phase used: the replay's, then Milvus alone's.
+        // Ids no earlier phase used, the same vectors: the replay's, then Milvus alone's.
         let backlog = generate_records(shape, 1 + (2 * round * rows) as i64);
-        let same_size: Vec<VectorRecord> = backlog
-            .iter()
-            .map(|r| VectorRecord {
-                chunk_id: chunk(r.chunk_id.get() + rows as i64),
-                ..r.clone()
-            })
-            .collect();
+        let same_size = generate_records(shape, 1 + ((2 * round + 1) * rows) as i64);
         eprintln!("relay catch-up {round}: writing {rows} rows while Milvus is unreachable...");
         for batch in backlog.chunks(1000) {
             writer.upsert_vectors(batch).await?;
